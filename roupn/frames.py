@@ -1,0 +1,97 @@
+"""Text frames of the roupn 0.1 protocol: ``KEY:b64(value)|KEY:b64(value)|...``.
+
+A decoded frame maps each single-letter key to bytes. ``T`` and ``U`` hold UTF-8
+text, ``S`` and ``D`` hold a serialized message, and the binary fields (``E``, ``I``,
+``V``, ``K``, ``P``, ``G``) hold raw bytes, which the text framing encodes as base64
+twice, as the JavaScript library does.
+"""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode, b64encode
+
+from .errors import FrameError
+
+__all__ = [
+    "BINARY_KEYS",
+    "Frame",
+    "decode_text",
+    "encode_text",
+    "frame_text",
+    "split_segments",
+]
+
+Frame = dict[str, bytes]
+
+BINARY_KEYS = frozenset("EIVKPG")
+
+# Keys a frame may carry; the relay forwards unknown keys untouched, clients ignore them.
+KNOWN_KEYS = frozenset("TSEIUDVKPG")
+
+
+def _b64decode(value: str | bytes, key: str) -> bytes:
+    try:
+        return b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FrameError(f"frame segment {key!r} is not valid base64: {exc}") from None
+
+
+def split_segments(text: str) -> dict[str, str]:
+    """Split a text frame into its keys and still-encoded values.
+
+    Segments without a ``:`` or with an empty key are ignored, as the JavaScript
+    decoder ignores them.
+
+    Raises:
+        FrameError: a key appears twice.
+    """
+    segments: dict[str, str] = {}
+    for segment in text.split("|"):
+        key, separator, value = segment.partition(":")
+        if not separator or not key:
+            continue
+        if key in segments:
+            raise FrameError(f"frame has the key {key!r} twice")
+        segments[key] = value
+    return segments
+
+
+def decode_text(text: str) -> Frame:
+    """Decode a text frame into raw values.
+
+    Raises:
+        FrameError: a value is not valid base64, or a key appears twice.
+    """
+    frame: Frame = {}
+    for key, value in split_segments(text).items():
+        raw = _b64decode(value, key)
+        if key in BINARY_KEYS:
+            raw = _b64decode(raw, key)
+        frame[key] = raw
+    return frame
+
+
+def encode_text(frame: Frame) -> str:
+    """Encode raw values into a text frame, keys in the order given."""
+    parts = []
+    for key, value in frame.items():
+        if key in BINARY_KEYS:
+            value = b64encode(value)
+        parts.append(f"{key}:{b64encode(value).decode('ascii')}")
+    return "|".join(parts)
+
+
+def frame_text(frame: Frame, key: str) -> str | None:
+    """Return a text field (``T`` or ``U``) as a string, or None if absent.
+
+    Raises:
+        FrameError: the value is not valid UTF-8.
+    """
+    value = frame.get(key)
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError(f"frame segment {key!r} is not valid UTF-8") from None

@@ -1,0 +1,25 @@
+"""Shared fixtures: every async test runs on asyncio and on trio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def load_vector(name: str) -> dict[str, Any]:
+    """Load a recorded session of the JavaScript implementation."""
+    path = VECTORS / name
+    if not path.exists():
+        pytest.skip(f"test vectors not found at {path}")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
