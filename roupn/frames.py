@@ -26,7 +26,7 @@ Frame = dict[str, bytes]
 
 BINARY_KEYS = frozenset("EIVKPG")
 
-# Keys a frame may carry; the relay forwards unknown keys untouched, clients ignore them.
+# Keys a frame may carry. The relay forwards unknown keys and clients ignore them.
 KNOWN_KEYS = frozenset("TSEIUDVKPG")
 
 

@@ -84,7 +84,7 @@ class CipherSuite(Protocol):
         ...
 
     def sign_exchange(self, identity: Identity) -> str:
-        """Return the signature over the own exchange key, for the ``signature`` field."""
+        """Return the ``signature`` field: a signature over the own exchange key."""
         ...
 
     def load_peer(self, fields: Mapping[str, Any]) -> PeerKeys:
@@ -103,7 +103,9 @@ class CipherSuite(Protocol):
         """Derive the key this client shares with one peer."""
         ...
 
-    def verification_code(self, room_code: str, pairwise_key: bytes, length: int) -> str:
+    def verification_code(
+        self, room_code: str, pairwise_key: bytes, length: int
+    ) -> str:
         """Derive the code both sides of a pairwise key show to their users."""
         ...
 
@@ -220,7 +222,7 @@ class RelayApplication(Protocol):
         ...
 
     def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:
-        """Return None to accept a WebSocket upgrade, or the response that rejects it."""
+        """Return None to accept a WebSocket upgrade, or the rejecting response."""
         ...
 
     async def handle_socket(self, request: HttpRequest, connection: Connection) -> None:

@@ -25,16 +25,22 @@ class Settings:
 
     def load_transport(self) -> Transport:
         """Make the chosen transport; raises if it is unknown or not installed."""
-        return cast(Transport, get_registry().load(BackendKind.TRANSPORT, self.transport))
+        return cast(
+            Transport, get_registry().load(BackendKind.TRANSPORT, self.transport)
+        )
 
     def load_cipher_suite(self) -> CipherSuite:
         """Make the chosen cipher suite; raises if it is unknown or not installed."""
         registry = get_registry()
-        return cast(CipherSuite, registry.load(BackendKind.CIPHER_SUITE, self.cipher_suite))
+        return cast(
+            CipherSuite, registry.load(BackendKind.CIPHER_SUITE, self.cipher_suite)
+        )
 
     def load_serializer(self) -> Serializer:
         """Make the chosen serializer; raises if it is unknown or not installed."""
-        return cast(Serializer, get_registry().load(BackendKind.SERIALIZER, self.serializer))
+        return cast(
+            Serializer, get_registry().load(BackendKind.SERIALIZER, self.serializer)
+        )
 
     def load_diff_strategy(self) -> DiffStrategy:
         """Make the chosen diff strategy; raises if it is unknown or not installed."""

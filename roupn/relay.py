@@ -1,0 +1,444 @@
+"""The relay's room logic as a state machine without I/O.
+
+:class:`RelayState` takes events (a room was requested, a socket joined, a frame
+arrived, a socket closed, time passed) and returns actions (:class:`Send`,
+:class:`Close`) plus notifications for the connector's listeners. It never decrypts
+anything: it reads only the ``U`` and ``S`` segments it needs for routing, and
+forwards the rest of each frame unchanged behind a ``T`` segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from base64 import b64decode, b64encode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FrameError, MessageError, RoomNotFoundError
+from .frames import split_segments
+from .messages import CODE_ALPHABET, MessageType
+
+__all__ = [
+    "Close",
+    "JoinRefused",
+    "Notice",
+    "RelayState",
+    "Room",
+    "RoomTicket",
+    "Send",
+]
+
+logger = logging.getLogger(__name__)
+
+# Close codes and reasons that JavaScript clients understand.
+POLICY_VIOLATION = 1008
+NORMAL_CLOSURE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTicket:
+    """The answer to a create-room request."""
+
+    creator_secret: str
+    room_code: str
+    user_id: str
+
+    def to_message(self) -> dict[str, str]:
+        """Return the create-room answer with the protocol's field names."""
+        return {
+            "creatorSecret": self.creator_secret,
+            "roomCode": self.room_code,
+            "userId": self.user_id,
+        }
+
+
+@dataclass(slots=True)
+class Room:
+    """A room as the relay keeps it: members in join order and who is verified."""
+
+    code: str
+    creator_id: str
+    creator_secret_hash: bytes
+    max_users: int
+    created_at: float
+    members: dict[str, bool] = field(default_factory=dict)  # user id to verified
+    creator_joined: bool = False
+
+    @property
+    def verified_ids(self) -> list[str]:
+        """The ids of verified members, in join order."""
+        return [user_id for user_id, verified in self.members.items() if verified]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``frame`` to the socket of ``user_id``."""
+
+    user_id: str
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the socket of ``user_id`` with a WebSocket close code and reason."""
+
+    user_id: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An event for the connector's listeners: ``event`` and its arguments."""
+
+    event: str
+    args: tuple[Any, ...]
+
+
+Action = Send | Close | Notice
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRefused:
+    """A join that the relay refused; the socket closes with ``code`` and ``reason``."""
+
+    code: int
+    reason: str
+
+
+def _hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+class RelayState:
+    """Every room of one relay and the routing rules of roupn 0.1.
+
+    Args:
+        dumps: encodes a control message (the ``S`` segment) to bytes.
+        loads: decodes a control message; raises ``MessageError`` on bad input.
+        max_users_per_room: the cap on every room, also when the creator asks
+            for no limit or for a higher one.
+        unclaimed_room_timeout: seconds after which a room whose creator never
+            connected is removed.
+        clock: returns the time in seconds since the Unix epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        dumps: Callable[[Any], bytes],
+        loads: Callable[[bytes], Any],
+        max_users_per_room: int = 50,
+        unclaimed_room_timeout: float = 60.0,
+        room_code_length: int = 6,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_users_per_room < 1:
+            raise ValueError(
+                f"max_users_per_room must be at least 1, not {max_users_per_room}"
+            )
+        self._dumps = dumps
+        self._loads = loads
+        self.max_users_per_room = max_users_per_room
+        self.unclaimed_room_timeout = unclaimed_room_timeout
+        self.room_code_length = room_code_length
+        self._clock = clock
+        self.rooms: dict[str, Room] = {}
+        self._room_of_user: dict[str, str] = {}
+
+    # Frames the relay makes.
+
+    def _now_segment(self) -> str:
+        now = str(int(self._clock() * 1000)).encode("ascii")
+        return "T:" + b64encode(now).decode("ascii")
+
+    def _control_frame(self, message: dict[str, Any], *, timed: bool = True) -> str:
+        segment = "S:" + b64encode(self._dumps(message)).decode("ascii")
+        return f"{self._now_segment()}|{segment}" if timed else segment
+
+    # Rooms.
+
+    def _new_room_code(self) -> str:
+        while True:
+            code = "".join(
+                secrets.choice(CODE_ALPHABET) for _ in range(self.room_code_length)
+            )
+            if code not in self.rooms:
+                return code
+
+    def create_room(self, limit: int | None = None) -> RoomTicket:
+        """Make a room and return the creator's ticket.
+
+        ``limit`` is the creator's requested maximum of users; the relay's own cap
+        applies on top of it.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"room limit must be at least 1, not {limit}")
+        max_users = min(limit or self.max_users_per_room, self.max_users_per_room)
+        ticket = RoomTicket(
+            creator_secret=str(uuid.uuid4()),
+            room_code=self._new_room_code(),
+            user_id=str(uuid.uuid4()),
+        )
+        self.rooms[ticket.room_code] = Room(
+            code=ticket.room_code,
+            creator_id=ticket.user_id,
+            creator_secret_hash=_hash_secret(ticket.creator_secret),
+            max_users=max_users,
+            created_at=self._clock(),
+        )
+        logger.info("= room created (limit %d)", max_users)
+        return ticket
+
+    def get_room(self, room_code: str) -> Room | None:
+        """Return the room with this code, or None."""
+        return self.rooms.get(room_code)
+
+    def room_of(self, user_id: str) -> Room | None:
+        """Return the room a connected user is in, or None."""
+        code = self._room_of_user.get(user_id)
+        return self.rooms.get(code) if code is not None else None
+
+    def join(
+        self, room_code: str | None, creator_secret: str | None = None
+    ) -> tuple[str, list[Action]] | JoinRefused:
+        """Admit a new socket to a room.
+
+        Returns the new user's id and the actions to run, or how to refuse it. A
+        socket that presents the right creator secret becomes the verified creator;
+        any other socket is a joiner, verified later by the creator.
+        """
+        if not room_code:
+            return JoinRefused(POLICY_VIOLATION, "missing_room_code")
+        room = self.rooms.get(room_code)
+        if room is None:
+            return JoinRefused(POLICY_VIOLATION, "room_not_found")
+
+        is_creator = creator_secret is not None and hmac.compare_digest(
+            _hash_secret(creator_secret), room.creator_secret_hash
+        )
+        if creator_secret is not None and not is_creator:
+            return JoinRefused(POLICY_VIOLATION, "invalid_creator_secret")
+        if is_creator and room.creator_joined:
+            return JoinRefused(POLICY_VIOLATION, "creator_already_joined")
+        if not is_creator and not room.creator_joined:
+            # Nobody could verify a joiner before the creator is there.
+            return JoinRefused(POLICY_VIOLATION, "room_not_found")
+        if len(room.members) >= room.max_users:
+            return JoinRefused(POLICY_VIOLATION, "room_full")
+
+        user_id = room.creator_id if is_creator else str(uuid.uuid4())
+        if is_creator:
+            room.creator_joined = True
+        room.members[user_id] = is_creator
+        self._room_of_user[user_id] = room.code
+
+        joined = {
+            "type": MessageType.ROOM_JOINED.value,
+            "creatorId": room.creator_id,
+            "userId": user_id,
+            "users": list(room.members),
+        }
+        actions: list[Action] = [
+            Send(user_id, self._control_frame(joined, timed=False))
+        ]
+        announce = self._control_frame(
+            {"type": MessageType.USER_JOINED.value, "userId": user_id}
+        )
+        actions.extend(
+            Send(other, announce) for other in room.verified_ids if other != user_id
+        )
+        actions.append(Notice("on_user_join", (room.code, user_id)))
+        logger.info(
+            "= user %s joined room (%s)", user_id, "creator" if is_creator else "joiner"
+        )
+        return user_id, actions
+
+    def leave(self, user_id: str, reason: str = "left") -> list[Action]:
+        """Remove a user whose socket closed or who was removed; close its socket.
+
+        When the creator leaves, every other user is removed too, then the room.
+        """
+        room = self.room_of(user_id)
+        if room is None:
+            return []
+        del room.members[user_id]
+        del self._room_of_user[user_id]
+        actions: list[Action] = [Close(user_id, NORMAL_CLOSURE, reason)]
+        announce = self._control_frame(
+            {"type": MessageType.USER_LEFT.value, "userId": user_id}
+        )
+        actions.extend(Send(other, announce) for other in room.verified_ids)
+        actions.append(Notice("on_user_leave", (room.code, user_id)))
+        logger.info("= user %s left room: %s", user_id, reason)
+
+        if user_id == room.creator_id:
+            actions.extend(self.remove_room(room.code, reason="creator_left"))
+        elif not room.members:
+            actions.extend(self.remove_room(room.code, reason="empty"))
+        return actions
+
+    def remove_room(self, room_code: str, reason: str = "removed") -> list[Action]:
+        """Remove every user of a room, then the room."""
+        room = self.rooms.get(room_code)
+        if room is None:
+            return []
+        actions: list[Action] = []
+        for user_id in list(room.members):
+            if user_id != room.creator_id:
+                actions.extend(self.leave(user_id, reason="room_closed"))
+        if room.creator_id in room.members:
+            del room.members[room.creator_id]
+            del self._room_of_user[room.creator_id]
+            actions.append(Close(room.creator_id, NORMAL_CLOSURE, "room_closed"))
+            actions.append(Notice("on_user_leave", (room.code, room.creator_id)))
+        del self.rooms[room_code]
+        actions.append(Notice("on_room_remove", (room_code,)))
+        logger.info("= room removed: %s", reason)
+        return actions
+
+    def expire_unclaimed(self) -> list[Action]:
+        """Remove rooms whose creator did not connect within the timeout."""
+        deadline = self._clock() - self.unclaimed_room_timeout
+        actions: list[Action] = []
+        for room in list(self.rooms.values()):
+            if not room.creator_joined and room.created_at <= deadline:
+                actions.extend(
+                    self.remove_room(room.code, reason="creator_never_joined")
+                )
+        return actions
+
+    # Frames from users.
+
+    def receive(self, user_id: str, text: str) -> list[Action]:
+        """Route one frame from a user; a malformed frame closes that user's socket."""
+        room = self.room_of(user_id)
+        if room is None:
+            return []
+        try:
+            segments = split_segments(text)
+        except FrameError as exc:
+            logger.warning("< invalid frame from user %s: %s", user_id, exc)
+            return self._refuse(user_id, "invalid_frame")
+
+        actions: list[Action] = [Notice("on_room_message", (room.code, user_id, text))]
+        if "U" in segments:
+            actions.extend(self._route_direct(room, user_id, segments["U"], text))
+        elif "E" in segments:
+            actions.extend(self._route_room(room, user_id, text))
+        elif "S" in segments:
+            actions.extend(self._route_control(room, user_id, segments["S"], text))
+        else:
+            logger.debug("< frame from user %s has no routing key; ignored", user_id)
+        return actions
+
+    def _refuse(self, user_id: str, reason: str) -> list[Action]:
+        room = self.room_of(user_id)
+        actions = self.leave(user_id, reason=reason)
+        if room is not None and actions:
+            actions[0] = Close(user_id, POLICY_VIOLATION, reason)
+        return actions
+
+    def _forwarded(self, text: str) -> str:
+        return f"{self._now_segment()}|{text}"
+
+    def _route_direct(
+        self, room: Room, sender: str, encoded: str, text: str
+    ) -> list[Action]:
+        try:
+            receiver = b64decode(encoded, validate=True).decode("utf-8")
+        except ValueError:
+            logger.warning("< invalid receiver id from user %s", sender)
+            return self._refuse(sender, "invalid_frame")
+        if receiver not in room.members:
+            logger.debug(
+                "< direct frame from %s to a user not in the room; dropped", sender
+            )
+            return []
+        return [Send(receiver, self._forwarded(text))]
+
+    def _route_room(self, room: Room, sender: str, text: str) -> list[Action]:
+        if not room.members.get(sender):
+            logger.warning("< room frame from unverified user %s; dropped", sender)
+            return []
+        frame = self._forwarded(text)
+        return [Send(other, frame) for other in room.verified_ids if other != sender]
+
+    def _route_control(
+        self, room: Room, sender: str, encoded: str, text: str
+    ) -> list[Action]:
+        if sender != room.creator_id:
+            logger.warning("< control frame from non-creator %s; ignored", sender)
+            return []
+        try:
+            message = self._loads(b64decode(encoded, validate=True))
+        except (ValueError, MessageError) as exc:
+            logger.warning("< invalid control message from creator %s: %s", sender, exc)
+            return []
+        if not isinstance(message, dict):
+            logger.warning("< control message from creator %s is not an object", sender)
+            return []
+
+        kind = message.get("type")
+        target = message.get("userId")
+        if kind == MessageType.ROOM_CLOSED:
+            return self.remove_room(room.code, reason="closed_by_creator")
+        if kind == MessageType.USER_KICK:
+            if not isinstance(target, str) or target == room.creator_id:
+                logger.warning(
+                    "< kick of an invalid user from creator %s; ignored", sender
+                )
+                return []
+            if target not in room.members:
+                return []
+            return self.leave(target, reason="kicked")
+        if kind == MessageType.USER_VERIFIED:
+            if not isinstance(target, str) or target not in room.members:
+                logger.warning("< verification of an unknown user; ignored")
+                return []
+            frame = self._forwarded(text)
+            actions: list[Action] = [
+                Send(other, frame) for other in room.verified_ids if other != sender
+            ]
+            room.members[target] = True
+            actions.append(Notice("on_user_verified", (room.code, target)))
+            return actions
+        logger.warning("< unknown control message type %r from creator; ignored", kind)
+        return []
+
+    # Messages the relay itself sends.
+
+    def message_room(self, room_code: str, message: dict[str, Any]) -> list[Action]:
+        """Send a control message from the relay to every verified user of a room.
+
+        Raises:
+            RoomNotFoundError: no room has this code.
+        """
+        room = self._require(room_code)
+        frame = self._control_frame(message)
+        return [Send(user_id, frame) for user_id in room.verified_ids]
+
+    def message_user(
+        self, room_code: str, user_id: str, message: dict[str, Any]
+    ) -> list[Action]:
+        """Send a control message from the relay to one user of a room.
+
+        Raises:
+            RoomNotFoundError: no room has this code, or the user is not in it.
+        """
+        room = self._require(room_code)
+        if user_id not in room.members:
+            raise RoomNotFoundError(f"user {user_id!r} is not in room {room_code!r}")
+        return [Send(user_id, self._control_frame(message))]
+
+    def _require(self, room_code: str) -> Room:
+        room = self.rooms.get(room_code)
+        if room is None:
+            raise RoomNotFoundError(f"no room has the code {room_code!r}")
+        return room
