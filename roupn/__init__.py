@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from .errors import *  # noqa: F403
 from .errors import __all__ as _error_names
+from .client import ClientConnector, create_client_connector
 from .messages import ConnectionState, MessageType
 from .plugins import Backend, BackendKind, get_registry
+from .relay import RoomTicket
+from .server import RoomInfo, ServerConnector, create_server_connector
+from .session import Message
 from .settings import Settings
 
 __version__ = "0.1.0"
@@ -13,10 +17,17 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendKind",
+    "ClientConnector",
     "ConnectionState",
+    "Message",
     "MessageType",
+    "RoomInfo",
+    "RoomTicket",
+    "ServerConnector",
     "Settings",
     "__version__",
+    "create_client_connector",
+    "create_server_connector",
     "get_registry",
     *_error_names,
 ]

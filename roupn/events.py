@@ -22,9 +22,10 @@ class EventEmitter:
 
     def __init__(self, event_names: Iterable[str]) -> None:
         self._listeners: dict[str, list[Listener]] = {name: [] for name in event_names}
-        self._spawn: Callable[[Awaitable[Any]], None] | None = None
+        # Starts an async function in the owner's task group, like ``start_soon``.
+        self._spawn: Callable[..., object] | None = None
 
-    def _check(self, event: str) -> list[Listener]:
+    def _listeners_of(self, event: str) -> list[Listener]:
         try:
             return self._listeners[event]
         except KeyError:
@@ -35,11 +36,11 @@ class EventEmitter:
 
     def add_listener(self, event: str, listener: Listener) -> None:
         """Call ``listener`` whenever ``event`` happens."""
-        self._check(event).append(listener)
+        self._listeners_of(event).append(listener)
 
     def remove_listener(self, event: str, listener: Listener) -> None:
         """Stop calling ``listener`` for ``event``; does nothing if it was not added."""
-        listeners = self._check(event)
+        listeners = self._listeners_of(event)
         if listener in listeners:
             listeners.remove(listener)
 
@@ -59,7 +60,7 @@ class EventEmitter:
                     if inspect.iscoroutine(result):
                         result.close()
                     continue
-                self._spawn(_guarded(result, event))
+                self._spawn(_guarded, result, event)
 
 
 async def _guarded(awaitable: Awaitable[Any], event: str) -> None:

@@ -144,13 +144,17 @@ class CipherSuite(Protocol):
         ...
 
     def open_direct(
-        self, identity: Identity, peer: PeerKeys, fields: Mapping[str, bytes]
+        self, identity: Identity, peer: PeerKeys | None, fields: Mapping[str, bytes]
     ) -> bytes:
-        """Check the sender's signature and decrypt a direct message.
+        """Decrypt a direct message; check the sender's signature unless peer is None.
 
         Raises:
             DecryptionError: the signature or the ciphertext failed to verify.
         """
+        ...
+
+    def verify_direct(self, peer: PeerKeys, fields: Mapping[str, bytes]) -> bool:
+        """Check the sender's signature on a direct message's frame fields."""
         ...
 
 

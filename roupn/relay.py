@@ -260,7 +260,9 @@ class RelayState:
         )
         return user_id, actions
 
-    def leave(self, user_id: str, reason: str = "left") -> list[Action]:
+    def leave(
+        self, user_id: str, reason: str = "left", code: int = NORMAL_CLOSURE
+    ) -> list[Action]:
         """Remove a user whose socket closed or who was removed; close its socket.
 
         When the creator leaves, every other user is removed too, then the room.
@@ -270,7 +272,7 @@ class RelayState:
             return []
         del room.members[user_id]
         del self._room_of_user[user_id]
-        actions: list[Action] = [Close(user_id, NORMAL_CLOSURE, reason)]
+        actions: list[Action] = [Close(user_id, code, reason)]
         announce = self._control_frame(
             {"type": MessageType.USER_LEFT.value, "userId": user_id}
         )
@@ -339,11 +341,7 @@ class RelayState:
         return actions
 
     def _refuse(self, user_id: str, reason: str) -> list[Action]:
-        room = self.room_of(user_id)
-        actions = self.leave(user_id, reason=reason)
-        if room is not None and actions:
-            actions[0] = Close(user_id, POLICY_VIOLATION, reason)
-        return actions
+        return self.leave(user_id, reason, POLICY_VIOLATION)
 
     def _forwarded(self, text: str) -> str:
         return f"{self._now_segment()}|{text}"
