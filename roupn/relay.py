@@ -270,6 +270,16 @@ class RelayState:
         room = self.room_of(user_id)
         if room is None:
             return []
+        actions = self._remove_member(room, user_id, reason, code)
+        if user_id == room.creator_id:
+            actions.extend(self.remove_room(room.code, reason="creator_left"))
+        elif not room.members:
+            actions.extend(self.remove_room(room.code, reason="empty"))
+        return actions
+
+    def _remove_member(
+        self, room: Room, user_id: str, reason: str, code: int = NORMAL_CLOSURE
+    ) -> list[Action]:
         del room.members[user_id]
         del self._room_of_user[user_id]
         actions: list[Action] = [Close(user_id, code, reason)]
@@ -279,11 +289,6 @@ class RelayState:
         actions.extend(Send(other, announce) for other in room.verified_ids)
         actions.append(Notice("on_user_leave", (room.code, user_id)))
         logger.info("= user %s left room: %s", user_id, reason)
-
-        if user_id == room.creator_id:
-            actions.extend(self.remove_room(room.code, reason="creator_left"))
-        elif not room.members:
-            actions.extend(self.remove_room(room.code, reason="empty"))
         return actions
 
     def remove_room(self, room_code: str, reason: str = "removed") -> list[Action]:
@@ -292,14 +297,10 @@ class RelayState:
         if room is None:
             return []
         actions: list[Action] = []
-        for user_id in list(room.members):
-            if user_id != room.creator_id:
-                actions.extend(self.leave(user_id, reason="room_closed"))
+        for user_id in [u for u in room.members if u != room.creator_id]:
+            actions.extend(self._remove_member(room, user_id, "room_closed"))
         if room.creator_id in room.members:
-            del room.members[room.creator_id]
-            del self._room_of_user[room.creator_id]
-            actions.append(Close(room.creator_id, NORMAL_CLOSURE, "room_closed"))
-            actions.append(Notice("on_user_leave", (room.code, room.creator_id)))
+            actions.extend(self._remove_member(room, room.creator_id, "room_closed"))
         del self.rooms[room_code]
         actions.append(Notice("on_room_remove", (room_code,)))
         logger.info("= room removed: %s", reason)
