@@ -225,7 +225,7 @@ def test_direct_frame_forwarded_unchanged() -> None:
 def test_direct_frame_to_stranger_dropped() -> None:
     relay, _ = make_relay()
     _, _, (joiner, _) = room_with_members(relay, 2)
-    other_code, other_creator, _ = room_with_members(relay, 0)
+    _other_code, other_creator, _ = room_with_members(relay, 0)
     assert sends(relay.receive(joiner, direct_frame(other_creator))) == {}
     assert sends(relay.receive(joiner, direct_frame("nobody"))) == {}
 
@@ -233,7 +233,7 @@ def test_direct_frame_to_stranger_dropped() -> None:
 def test_room_frame_reaches_other_verified() -> None:
     relay, _ = make_relay()
     code, creator, (first, second) = room_with_members(relay, 2)
-    pending, _ = joined(relay, code)
+    _pending, _ = joined(relay, code)
     out = sends(relay.receive(first, room_frame()))
     assert set(out) == {creator, second}
     assert out[creator][0].endswith("|" + room_frame())
@@ -304,7 +304,7 @@ def test_room_closed_removes_everyone() -> None:
 
 def test_creator_leaving_removes_room() -> None:
     relay, _ = make_relay()
-    code, creator, others = room_with_members(relay, 2)
+    _code, creator, others = room_with_members(relay, 2)
     actions = relay.leave(creator)
     assert set(closes(actions)) == {creator, *others}
     assert relay.rooms == {}
@@ -334,17 +334,17 @@ def test_last_joiner_leaving_keeps_room() -> None:
 )
 def test_malformed_frames_never_raise(frame: str) -> None:
     relay, _ = make_relay()
-    code, creator, (joiner,) = room_with_members(relay, 1)
+    _code, creator, (joiner,) = room_with_members(relay, 1)
     for sender in (creator, joiner):
         relay.receive(sender, frame)
     # The other room keeps working whatever happened to this one.
-    other_code, other_creator, (other_joiner,) = room_with_members(relay, 1)
+    _other_code, other_creator, (other_joiner,) = room_with_members(relay, 1)
     assert other_creator in sends(relay.receive(other_joiner, room_frame()))
 
 
 def test_duplicate_key_closes_sender() -> None:
     relay, _ = make_relay()
-    _, creator, (joiner,) = room_with_members(relay, 1)
+    _, _creator, (joiner,) = room_with_members(relay, 1)
     actions = relay.receive(joiner, "U:YQ==|U:YQ==")
     assert closes(actions) == {joiner: (1008, "invalid_frame")}
 
