@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from .client import ClientConnector, create_client_connector
 from .errors import *  # noqa: F403
 from .errors import __all__ as _error_names
-from .client import ClientConnector, create_client_connector
 from .messages import ConnectionState, MessageType
 from .plugins import Backend, BackendKind, get_registry
 from .relay import RoomTicket
