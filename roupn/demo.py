@@ -6,47 +6,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
-from .client import CLIENT_EVENTS, ClientConnector, create_client_connector
+from .client import create_client_connector
 from .messages import ConnectionState
 from .server import create_server_connector
 from .session import Message
 from .settings import Settings
+from .testing import EventRecorder
 
 __all__ = ["run_demo"]
 
 STEP_TIMEOUT = 60.0
-
-
-class _Watcher:
-    """Records a client's events so the demo can wait for one."""
-
-    def __init__(self, client: ClientConnector) -> None:
-        self.events: list[tuple[str, tuple[Any, ...]]] = []
-        self._changed = anyio.Event()
-        for event in CLIENT_EVENTS:
-            client.add_listener(event, self._recorder(event))
-
-    def _recorder(self, event: str) -> Callable[..., None]:
-        def record(*args: Any) -> None:
-            self.events.append((event, args))
-            self._changed.set()
-
-        return record
-
-    async def wait_for(
-        self, event: str, test: Callable[..., bool] = lambda *args: True
-    ) -> tuple[Any, ...]:
-        seen = 0
-        with anyio.fail_after(STEP_TIMEOUT):
-            while True:
-                for name, args in self.events[seen:]:
-                    if name == event and test(*args):
-                        return args
-                seen = len(self.events)
-                self._changed = anyio.Event()
-                await self._changed.wait()
 
 
 async def run_demo(settings: Settings | None = None) -> None:
@@ -64,7 +33,10 @@ async def run_demo(settings: Settings | None = None) -> None:
         alice = create_client_connector(server_url=relay.url, settings=settings)
         bob = create_client_connector(server_url=relay.url, settings=settings)
         async with alice, bob:
-            alice_events, bob_events = _Watcher(alice), _Watcher(bob)
+            alice_events, bob_events = (
+                EventRecorder(alice, STEP_TIMEOUT),
+                EventRecorder(bob, STEP_TIMEOUT),
+            )
             step("Alice and Bob generate their keys in worker threads")
 
             room_code = await alice.create_room(public_data={"name": "Alice"})

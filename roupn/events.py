@@ -25,6 +25,11 @@ class EventEmitter:
         # Starts an async function in the owner's task group, like ``start_soon``.
         self._spawn: Callable[..., object] | None = None
 
+    @property
+    def event_names(self) -> list[str]:
+        """The names of the events listeners can be added for."""
+        return list(self._listeners)
+
     def _listeners_of(self, event: str) -> list[Listener]:
         try:
             return self._listeners[event]

@@ -32,3 +32,33 @@ def load_vector(name: str) -> dict[str, Any]:
         pytest.skip(message)
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+_IDENTITIES: list[Any] = []
+IDENTITY_POOL_SIZE = 5
+
+
+@pytest.fixture
+def quick_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand clients pre-made webcrypto identities instead of new RSA-4096 keys.
+
+    Making two RSA-4096 key pairs takes about a second per client, so tests share a
+    small pool, made once per run. Clients in one test still get distinct keys.
+    """
+    from roupn_webcrypto import WebcryptoSuite
+
+    if not _IDENTITIES:
+        suite = WebcryptoSuite()
+        _IDENTITIES.extend(suite.generate_identity() for _ in range(IDENTITY_POOL_SIZE))
+    handed_out = iter(_IDENTITIES)
+
+    def next_identity(self: Any) -> Any:
+        try:
+            return next(handed_out)
+        except StopIteration:
+            raise AssertionError(
+                f"a test made more than {IDENTITY_POOL_SIZE} clients: "
+                "raise IDENTITY_POOL_SIZE"
+            ) from None
+
+    monkeypatch.setattr(WebcryptoSuite, "generate_identity", next_identity)

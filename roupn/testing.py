@@ -1,0 +1,54 @@
+"""Helpers for tests and scripts that drive clients and wait for their events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from .events import EventEmitter
+
+__all__ = ["EventRecorder"]
+
+
+class EventRecorder:
+    """Records every event of a client or relay so that a caller can wait for one."""
+
+    def __init__(self, emitter: EventEmitter, timeout: float = 30.0) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self.timeout = timeout
+        self._changed = anyio.Event()
+        for event in emitter.event_names:
+            emitter.add_listener(event, self._recorder(event))
+
+    def _recorder(self, event: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.events.append((event, args))
+            self._changed.set()
+
+        return record
+
+    def of(self, event: str) -> list[tuple[Any, ...]]:
+        """Return the arguments of every recorded ``event``, oldest first."""
+        return [args for name, args in self.events if name == event]
+
+    async def wait_for(
+        self, event: str, test: Callable[..., bool] = lambda *args: True
+    ) -> tuple[Any, ...]:
+        """Return the arguments of the first ``event`` that passes ``test``.
+
+        Events recorded before the call count too.
+
+        Raises:
+            TimeoutError: no such event within ``timeout`` seconds.
+        """
+        seen = 0
+        with anyio.fail_after(self.timeout):
+            while True:
+                for name, args in self.events[seen:]:
+                    if name == event and test(*args):
+                        return args
+                seen = len(self.events)
+                self._changed = anyio.Event()
+                await self._changed.wait()
