@@ -192,14 +192,16 @@ async def test_kick_removes_joiner(
             "on_user_verified", lambda user: user == carol.user_id
         )
 
-        assert carol.user_id is not None
-        await alice.kick_user(carol.user_id)
+        carol_id = carol.user_id
+        assert carol_id is not None
+        await alice.kick_user(carol_id)
         await carol_events.wait_for("on_connection", disconnected)
-        await bob_events.wait_for("on_user_leave", lambda user: user == carol.user_id)
-        await alice_events.wait_for("on_user_leave", lambda user: user == carol.user_id)
+        assert carol.user_id is None
+        await bob_events.wait_for("on_user_leave", lambda user: user == carol_id)
+        await alice_events.wait_for("on_user_leave", lambda user: user == carol_id)
         room = relay.get_room(code)
         assert room is not None
-        assert carol.user_id not in room.users
+        assert carol_id not in room.users
 
         await bob.message_room({"text": "still here"})
         (message,) = await alice_events.wait_for("on_message")
