@@ -11,6 +11,7 @@ from .relay import RoomTicket
 from .server import RoomInfo, ServerConnector, create_server_connector
 from .session import Message
 from .settings import Settings
+from .synchronizer import ClientSynchronizer, create_client_synchronizer
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,7 @@ __all__ = [
     "Backend",
     "BackendKind",
     "ClientConnector",
+    "ClientSynchronizer",
     "ConnectionState",
     "Message",
     "MessageType",
@@ -27,6 +29,7 @@ __all__ = [
     "Settings",
     "__version__",
     "create_client_connector",
+    "create_client_synchronizer",
     "create_server_connector",
     "get_registry",
     *_error_names,

@@ -27,7 +27,15 @@ from .events import EventEmitter
 from .frames import Frame, decode_text, encode_text
 from .interfaces import CipherSuite, Connection, Identity, Serializer, Transport
 from .messages import ConnectionState
-from .session import CheckData, Leave, Notice, RoomOptions, RoomSession, SendFrame
+from .session import (
+    CheckData,
+    Leave,
+    Message,
+    Notice,
+    RoomOptions,
+    RoomSession,
+    SendFrame,
+)
 from .settings import Settings
 
 __all__ = ["ClientConnector", "create_client_connector"]
@@ -373,6 +381,10 @@ class ClientConnector(EventEmitter):
             if isinstance(action, SendFrame):
                 await self._send(action.frame)
             elif isinstance(action, Notice):
+                if action.event == "on_message" and await self._intercept_message(
+                    action.args[0]
+                ):
+                    continue
                 self.emit(action.event, *action.args)
             elif isinstance(action, CheckData):
                 accepted = await self._check(action)
@@ -404,6 +416,16 @@ class ClientConnector(EventEmitter):
             raise StateError("not connected to a room")
         async with self._send_lock:
             await connection.send(encode_text(frame))
+
+    async def _intercept_message(self, message: Message) -> bool:
+        """Handle a message before listeners see it; return True to consume it."""
+        return False
+
+    async def _send_system_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send a room message of a reserved type; return it as sent."""
+        frame, stamped = self._current().seal_system_message(message)
+        await self._send(frame.frame)
+        return stamped
 
     async def leave_room(self) -> None:
         """Leave the current room; does nothing when not in a room."""

@@ -523,12 +523,23 @@ class RoomSession:
 
     def seal_room_message(self, data: dict[str, Any]) -> SendFrame:
         """Encrypt a room message for every verified member."""
+        frame, _ = self.seal_system_message(_check_payload(data))
+        return frame
+
+    def seal_system_message(
+        self, message: dict[str, Any]
+    ) -> tuple[SendFrame, dict[str, Any]]:
+        """Encrypt a room message that may use a reserved type, such as ``_SU``.
+
+        Returns the frame and the message as sent, with ``sender`` and ``senderTime``.
+        """
         if self.room_key is None or self.state is not ConnectionState.CONNECTED:
             raise StateError(
                 f"cannot send a room message while {self.state}: wait for CONNECTED"
             )
-        plaintext = self.serializer.dumps(self._stamp(_check_payload(data)))
-        return SendFrame(self.suite.seal_room(self.room_key, plaintext))
+        stamped = self._stamp(message)
+        plaintext = self.serializer.dumps(stamped)
+        return SendFrame(self.suite.seal_room(self.room_key, plaintext)), stamped
 
     def seal_direct_message(self, user_id: str, data: dict[str, Any]) -> SendFrame:
         """Encrypt a direct message to one member this client exchanged keys with."""
