@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .client import create_client_connector
 from .messages import ConnectionState
 from .server import create_server_connector
 from .session import Message
 from .settings import Settings
+from .synchronizer import ClientSynchronizer, create_client_synchronizer
 from .testing import EventRecorder
 
 __all__ = ["run_demo"]
@@ -30,8 +31,11 @@ async def run_demo(settings: Settings | None = None) -> None:
         host="127.0.0.1", port=0, settings=settings
     ) as relay:
         step(f"relay listening on {relay.url}")
-        alice = create_client_connector(server_url=relay.url, settings=settings)
-        bob = create_client_connector(server_url=relay.url, settings=settings)
+        options = {"server_url": relay.url, "settings": settings}
+        alice = create_client_synchronizer(
+            options, None, {"todos": [{"text": "buy milk", "done": False}]}
+        )
+        bob = create_client_synchronizer(options, None, {})
         async with alice, bob:
             alice_events, bob_events = (
                 EventRecorder(alice, STEP_TIMEOUT),
@@ -91,6 +95,18 @@ async def run_demo(settings: Settings | None = None) -> None:
             (message,) = await alice_events.wait_for("on_message", lambda m: m.direct)
             _show(step, "Alice", message)
 
+            bob.public_state["todos"].append({"text": "walk the dog", "done": False})
+            await bob.send_update()
+            step("Bob added a to-do and sent the change as an encrypted state update")
+            await alice_events.wait_for("on_state_change")
+            _show_state(step, "Alice applied it", alice)
+
+            alice.public_state["todos"][0]["done"] = True
+            await alice.send_update()
+            step("Alice ticked 'buy milk'")
+            await bob_events.wait_for_count("on_state_change", 2)
+            _show_state(step, "Bob applied it", bob)
+
             room = relay.get_room(room_code)
             assert room is not None
             step(f"the relay sees {len(room.users)} users and no plaintext")
@@ -101,6 +117,13 @@ async def run_demo(settings: Settings | None = None) -> None:
             )
             step("Alice closed the room; Bob was disconnected")
     step("done")
+
+
+def _show_state(
+    step: Callable[[str], None], what: str, client: ClientSynchronizer
+) -> None:
+    state = json.dumps(client.public_state, ensure_ascii=False)
+    step(f"{what}; shared state: {state}")
 
 
 def _show(step: Callable[[str], None], who: str, message: Message) -> None:

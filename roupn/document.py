@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .changes import validate_change
 from .errors import MessageError, RoupnError
 from .interfaces import DiffStrategy
 from .ordering import UpdateKey, UpdateLog
@@ -51,8 +52,8 @@ class SharedDocument:
         """Apply a ``_SU`` message in key order; return False if already applied.
 
         Raises:
-            MessageError: the message or one of its changes is invalid; nothing
-                was applied.
+            MessageError: the message or the shape of one of its changes is
+                invalid; nothing was applied.
         """
         identifier = data.get("identifier")
         changes = data.get("stateDelta")
@@ -60,12 +61,10 @@ class SharedDocument:
             raise MessageError(
                 f"state update has an invalid identifier: {identifier!r}"
             )
-        if not isinstance(changes, list) or not all(
-            isinstance(c, dict) for c in changes
-        ):
-            raise MessageError(
-                f"state update {identifier} has no valid stateDelta list"
-            )
+        if not isinstance(changes, list):
+            raise MessageError(f"state update {identifier} has no stateDelta list")
+        for index, change in enumerate(changes):
+            validate_change(change, index)
         return self.log.insert(update_key(data, identifier), changes)
 
     def receive_sync(self, data: dict[str, Any]) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import MessageError
+
 __all__ = ["UpdateKey", "UpdateLog"]
 
 logger = logging.getLogger(__name__)
@@ -86,9 +88,11 @@ class UpdateLog:
     def insert(self, key: UpdateKey, changes: list[Change]) -> bool:
         """Apply an update in key order; return False if it was already applied.
 
-        Raises:
-            MessageError: a change of the update is invalid here. The document and
-                the log are left as they were.
+        An update that does not apply where it belongs (for example a delete of a
+        key that an update still in flight creates) is kept without effect and
+        tried again whenever an earlier update makes the log re-apply it. Every
+        member applies the same updates in the same order, so the outcome is the
+        same everywhere.
         """
         if key in self:
             return False
@@ -99,12 +103,8 @@ class UpdateLog:
             logger.debug("rolling back %d updates for a late update", len(later))
         for entry in reversed(later):
             self._apply(entry.undo)
-        try:
-            entry = _Entry(key, changes, self._apply(changes))
-        except Exception:
-            self._reapply(later)
-            raise
-        self._reapply(later)
+        entry = _Entry(key, changes)
+        self._reapply([entry, *later])
         self._entries.insert(index, entry)
         self._keys.insert(index, key)
         self._trim()
@@ -114,10 +114,10 @@ class UpdateLog:
         for entry in entries:
             try:
                 entry.undo = self._apply(entry.changes)
-            except Exception as exc:
-                # An update that no longer applies (for example a delete of a key a
-                # now-earlier update removed) is kept as applied with no effect.
-                logger.debug("an update no longer applies after reordering: %s", exc)
+            except MessageError as exc:
+                logger.debug(
+                    "update %s does not apply at its place: %s", entry.key[2], exc
+                )
                 entry.undo = []
 
     def _trim(self) -> None:

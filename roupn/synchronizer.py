@@ -20,6 +20,7 @@ import anyio
 from .client import ClientConnector
 from .document import SharedDocument
 from .errors import MessageError, RoupnError, StateError
+from .frames import Frame
 from .messages import IDENTIFIER_ALPHABET, ConnectionState, MessageType
 from .ordering import UpdateKey
 from .session import Message
@@ -75,7 +76,6 @@ class ClientSynchronizer(ClientConnector):
         self._private_view = MappingProxyType(self._private)
         self.window_per_user = window_per_user
         self.synchronisation_interval = synchronisation_interval
-        self._update_lock = anyio.Lock()
         self._refresh_private_state()
 
     # State that the user reads and edits.
@@ -140,7 +140,9 @@ class ClientSynchronizer(ClientConnector):
         if self._task_group is not None:
             self._task_group.start_soon(self._send_full_sync)
 
-    # Sending.
+    # Sending. Taking local edits, recording them and applying other members'
+    # updates all happen without an await in between, so the user cannot edit the
+    # document while it is rolled back; only the socket writes wait.
 
     async def send_update(self) -> str | None:
         """Send the changes made to :attr:`public_state` since the last update.
@@ -154,10 +156,15 @@ class ClientSynchronizer(ClientConnector):
             raise StateError(
                 f"cannot send a state update while {self.state}: wait for CONNECTED"
             )
-        async with self._update_lock:
-            return await self._commit_local()
+        taken = self._take_local_update()
+        if taken is None:
+            return None
+        identifier, frame = taken
+        await self._send(frame)
+        return identifier
 
-    async def _commit_local(self) -> str | None:
+    def _take_local_update(self) -> tuple[str, Frame] | None:
+        """Seal the pending local edits as an update and record them as sent."""
         changes = self._document.take_local()
         if not changes:
             return None
@@ -167,21 +174,23 @@ class ClientSynchronizer(ClientConnector):
             "stateDelta": changes,
             "type": MessageType.STATE_UPDATE.value,
         }
-        sent = await self._send_system_message(update)
+        sealed, sent = self._current().seal_system_message(update)
         key: UpdateKey = (int(sent["senderTime"]), str(sent["sender"]), identifier)
         self._document.record_local(key, changes)
-        return identifier
+        return identifier, sealed.frame
 
     async def _send_full_sync(self) -> None:
         if self.state is not ConnectionState.CONNECTED:
             return
-        async with self._update_lock:
-            await self._commit_local()
-            sync = {"type": MessageType.STATE_SYNC.value, "state": self.public_state}
-            try:
-                await self._send_system_message(sync)
-            except RoupnError as exc:
-                logger.warning("full sync not sent: %s", exc)
+        taken = self._take_local_update()
+        sync = {"type": MessageType.STATE_SYNC.value, "state": self.public_state}
+        try:
+            sealed, _ = self._current().seal_system_message(sync)
+            if taken is not None:
+                await self._send(taken[1])
+            await self._send(sealed.frame)
+        except RoupnError as exc:
+            logger.warning("full sync not sent: %s", exc)
 
     # Receiving.
 
@@ -189,24 +198,24 @@ class ClientSynchronizer(ClientConnector):
         kind = message.data.get("type")
         if kind not in (MessageType.STATE_UPDATE, MessageType.STATE_SYNC):
             return False
+        taken = None
+        if self.state is ConnectionState.CONNECTED:
+            taken = self._take_local_update()
+        changed = False
         try:
-            async with self._update_lock:
-                if self.state is ConnectionState.CONNECTED:
-                    await self._commit_local()
-                if kind == MessageType.STATE_UPDATE:
-                    changed = self._document.receive_update(message.data)
-                elif message.sender != self.creator_id:
-                    raise MessageError(
-                        "a full sync did not come from the room's creator"
-                    )
-                else:
-                    self._document.receive_sync(message.data)
-                    changed = True
+            if kind == MessageType.STATE_UPDATE:
+                changed = self._document.receive_update(message.data)
+            elif message.sender != self.creator_id:
+                raise MessageError("a full sync did not come from the room's creator")
+            else:
+                self._document.receive_sync(message.data)
+                changed = True
         except RoupnError as exc:
             self.emit("on_error", exc)
-            return True
         if changed:
             self.emit("on_state_change", message.sender)
+        if taken is not None:
+            await self._send(taken[1])
         return True
 
 

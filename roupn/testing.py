@@ -52,3 +52,15 @@ class EventRecorder:
                 seen = len(self.events)
                 self._changed = anyio.Event()
                 await self._changed.wait()
+
+    async def wait_for_count(self, event: str, count: int) -> list[tuple[Any, ...]]:
+        """Wait until ``event`` was recorded at least ``count`` times; return them all.
+
+        Raises:
+            TimeoutError: fewer than ``count`` within ``timeout`` seconds.
+        """
+        with anyio.fail_after(self.timeout):
+            while len(self.of(event)) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+        return self.of(event)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from roupn.errors import MessageError
 from roupn.ordering import UpdateKey, UpdateLog
 
 
@@ -16,12 +17,13 @@ class Trace:
 
     def __init__(self) -> None:
         self.applied: list[str] = []
+        self.blocked: set[str] = set()
 
     def apply(self, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for change in changes:
             if change["type"] == "push":
-                if change["name"] == "bad":
-                    raise ValueError("invalid change")
+                if change["name"] == "bad" or change["name"] in self.blocked:
+                    raise MessageError("invalid change")
                 self.applied.append(change["name"])
             else:
                 assert self.applied.pop() == change["name"]
@@ -80,15 +82,25 @@ def test_own_update_behind_remote() -> None:
     assert trace.applied == ["own", "remote"]
 
 
-def test_invalid_update_leaves_state() -> None:
+def test_update_that_fails_is_kept() -> None:
     trace = Trace()
     log = UpdateLog(trace.apply)
     log.insert((1, "a", "x"), push("one"))
-    log.insert((3, "a", "y"), push("three"))
-    with pytest.raises(ValueError, match="invalid change"):
-        log.insert((2, "b", "z"), push("bad"))
-    assert trace.applied == ["one", "three"]
+    log.insert((3, "a", "y"), push("bad"))
+    assert trace.applied == ["one"]
     assert log.keys() == [(1, "a", "x"), (3, "a", "y")]
+
+
+def test_failed_update_retried_after_dependency() -> None:
+    trace = Trace()
+    trace.blocked = {"needs-two"}
+    log = UpdateLog(trace.apply)
+    log.insert((1, "a", "x"), push("one"))
+    log.insert((5, "b", "x"), push("needs-two"))
+    assert trace.applied == ["one"]
+    trace.blocked = set()
+    log.insert((2, "a", "y"), push("two"))
+    assert trace.applied == ["one", "two", "needs-two"]
 
 
 def test_window_forgets_oldest_only() -> None:

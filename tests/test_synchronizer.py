@@ -88,6 +88,23 @@ def test_repeated_update_ignored(diff_strategy: str) -> None:
     assert observer.document == steps[1]["creator"]
 
 
+def test_inapplicable_update_kept_without_effect(diff_strategy: str) -> None:
+    strategy = Settings(diff_strategy=diff_strategy).load_diff_strategy()
+    document = SharedDocument(strategy, {"keep": [1, 2]})
+    message = {
+        "identifier": "x",
+        "stateDelta": [
+            {"type": "set", "path": ["keep", "0"], "new": 5},
+            {"type": "delete", "path": ["missing"]},
+        ],
+        "senderTime": 1,
+        "sender": "a",
+    }
+    assert document.receive_update(message)
+    assert document.document == {"keep": [1, 2]}
+    assert len(document.log) == 1
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -103,7 +120,7 @@ def test_repeated_update_ignored(diff_strategy: str) -> None:
         },
         {
             "identifier": "x",
-            "stateDelta": [{"type": "delete", "path": ["missing"]}],
+            "stateDelta": [{"type": "set", "path": "a"}],
             "senderTime": 1,
             "sender": "a",
         },
@@ -136,6 +153,7 @@ class DelayingSynchronizer(roupn.ClientSynchronizer):
         super().__init__(**options)
         self.rng = rng
         self.applied = 0
+        self.sent = 0
         self._progress = anyio.Event()
         self._channels: dict[str, Any] = {}
 
@@ -143,6 +161,12 @@ class DelayingSynchronizer(roupn.ClientSynchronizer):
         while self.applied < count:
             self._progress = anyio.Event()
             await self._progress.wait()
+
+    def _take_local_update(self) -> Any:
+        taken = super()._take_local_update()
+        if taken is not None:
+            self.sent += 1
+        return taken
 
     async def _intercept_message(self, message: Message) -> bool:
         if message.data.get("type") != "_SU" or message.sender is None:
@@ -238,7 +262,6 @@ async def test_members_converge(room_of_five: list[DelayingSynchronizer]) -> Non
     members = room_of_five
     for member in members:
         assert member.public_state == {"title": "start"}
-    sent = 0
     for seed in range(200):
         rng = random.Random(seed)
         for member in members:
@@ -248,11 +271,10 @@ async def test_members_converge(room_of_five: list[DelayingSynchronizer]) -> Non
                 group.start_soon(
                     edit_and_send, member, random.Random(rng.random()), who
                 )
-        sent += len(members) * 2
-        expected = sent - sent // len(members)
+        total = sum(member.sent for member in members)
         with anyio.fail_after(TIMEOUT):
             for member in members:
-                await member.wait_applied(expected)
+                await member.wait_applied(total - member.sent)
         first = members[0].public_state
         for index, member in enumerate(members[1:], 1):
             assert member.public_state == first, f"seed {seed}: member {index} differs"
@@ -270,3 +292,62 @@ async def edit_and_send(
             member.public_state[f"touch{who}"] = rng.random()
             await member.send_update()
         await anyio.sleep(rng.random() * 0.002)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("quick_keys")
+async def test_todo_list_over_websockets(diff_strategy: str) -> None:
+    """Three people share a to-do list through a relay on real sockets."""
+    settings = Settings(transport="websockets", diff_strategy=diff_strategy)
+    async with roupn.create_server_connector(
+        host="127.0.0.1", port=0, settings=settings
+    ) as relay:
+        private: dict[str, Any] = {}
+        alice = roupn.create_client_synchronizer(
+            {"server_url": relay.url, "settings": settings},
+            private,
+            {"title": "groceries", "todos": []},
+        )
+        bob = roupn.create_client_synchronizer(
+            {"server_url": relay.url, "settings": settings}, None, {"todos": ["stale"]}
+        )
+        carol = roupn.create_client_synchronizer(
+            {"server_url": relay.url, "settings": settings}
+        )
+        async with alice, bob, carol:
+            alice_events = EventRecorder(alice, TIMEOUT)
+            code = await alice.create_room()
+            assert private["room_code"] == code
+            assert private["connection_state"] is ConnectionState.CONNECTED
+            for joiner in (bob, carol):
+                events = EventRecorder(joiner, TIMEOUT)
+                await joiner.join_room(code)
+                (shown,) = await events.wait_for("on_user_verification_code")
+                assert joiner.private_state["verification_code"] == shown["code"]
+                await alice_events.wait_for(
+                    "on_user_verification_code",
+                    lambda event, joiner=joiner: event["userId"] == joiner.user_id,
+                )
+                assert joiner.user_id is not None
+                assert await alice.verify_user(joiner.user_id, shown["code"])
+                await events.wait_for("on_state_change")
+                assert joiner.public_state == {"title": "groceries", "todos": []}
+
+            with pytest.raises(TypeError):
+                alice.private_state["room_code"] = "changed"  # type: ignore[index]
+
+            bob_events = EventRecorder(bob, TIMEOUT)
+            carol_events = EventRecorder(carol, TIMEOUT)
+            alice.public_state["todos"].append({"text": "milk", "done": False})
+            bob.public_state["todos"].append({"text": "bread", "done": False})
+            carol.public_state["title"] = "weekend groceries"
+            await alice.send_update()
+            await bob.send_update()
+            await carol.send_update()
+            for events in (alice_events, bob_events, carol_events):
+                await events.wait_for_count("on_state_change", 2)
+
+            assert alice.public_state == bob.public_state == carol.public_state
+            todos = alice.public_state["todos"]
+            assert sorted(todo["text"] for todo in todos) == ["bread", "milk"]
+            assert alice.public_state["title"] == "weekend groceries"
