@@ -418,3 +418,49 @@ def _segments(frame: str | bytes) -> dict[str, Any]:
         decoded = b64decode(value)
         out[key] = json.loads(decoded) if key == "S" else decoded
     return out
+
+
+async def test_creator_secret_reuse_refused(
+    relay: roupn.ServerConnector, settings: Settings
+) -> None:
+    transport = settings.load_transport()
+    ticket = relay.create_room()
+    url = (
+        f"{relay.url}/join-room?code={ticket.room_code}&creator={ticket.creator_secret}"
+    )
+    async with transport.connect(url) as creator:
+        with anyio.fail_after(TIMEOUT):
+            joined = _segments(await creator.receive())
+        assert joined["S"]["userId"] == ticket.user_id
+        async with transport.connect(url) as replay:
+            with (
+                anyio.fail_after(TIMEOUT),
+                pytest.raises(ConnectionClosedError) as info,
+            ):
+                await replay.receive()
+        assert info.value.code == 1008
+        assert info.value.reason == "creator_already_joined"
+        room = relay.get_room(ticket.room_code)
+        assert room is not None
+        assert room.users == (ticket.user_id,)
+
+
+async def test_create_room_http_errors(
+    relay: roupn.ServerConnector, settings: Settings
+) -> None:
+    transport = settings.load_transport()
+    for path, status in [
+        ("/create-room?limit=zero", 400),
+        ("/create-room?limit=0", 400),
+        ("/nowhere", 404),
+    ]:
+        response = await transport.http_get(relay.url + path)
+        assert response.status == status, path
+        assert b"error" in response.body
+    assert relay.get_room_count() == 0
+    response = await transport.http_get(relay.url + "/create-room?limit=3")
+    assert response.status == 200
+    ticket = json.loads(response.body)
+    room = relay.get_room(ticket["roomCode"])
+    assert room is not None
+    assert room.max_users == 3
