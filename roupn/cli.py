@@ -35,6 +35,50 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _port(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: use 0 to 65535")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use 1 or more")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid whole number {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use more than 0")
+    return value
+
+
+def _expected_error(error: BaseException) -> BaseException | None:
+    """Return the first error a user can act on, looking inside exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _expected_error(inner)
+            if found is not None:
+                return found
+        return None
+    if isinstance(error, RoupnError | OSError):
+        return error
+    return None
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roupn",
@@ -50,16 +94,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run a relay server")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=3000, help="TCP port (0 picks one)")
+    serve.add_argument(
+        "--port", type=_port, default=3000, help="TCP port (0 picks a free one)"
+    )
     serve.add_argument(
         "--max-users-per-room",
-        type=int,
+        type=_positive_int,
         default=50,
         help="cap on users in every room, whatever the creator asks (default: 50)",
     )
     serve.add_argument(
         "--unclaimed-room-timeout",
-        type=float,
+        type=_positive_float,
         default=60.0,
         help="seconds before a room whose creator never connected is removed",
     )
@@ -108,7 +154,6 @@ async def _serve(args: argparse.Namespace) -> None:
         unclaimed_room_timeout=args.unclaimed_room_timeout,
     )
     async with server:
-        print(f"roupn relay listening on {server.url}", flush=True)
         await server.serve_forever()
 
 
@@ -135,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
-    except RoupnError as exc:
-        print(f"roupn: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"roupn: {exc}", file=sys.stderr)
+    except Exception as exc:
+        expected = _expected_error(exc)
+        if expected is None:
+            raise
+        print(f"roupn: {expected}", file=sys.stderr)
         return 1
     return 2
 

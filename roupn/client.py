@@ -17,7 +17,9 @@ import anyio.to_thread
 from .errors import (
     ConnectionClosedError,
     JoinRejectedError,
+    JoinTimeoutError,
     MessageError,
+    ProtocolError,
     RoomFullError,
     RoomNotFoundError,
     RoupnError,
@@ -90,13 +92,15 @@ class ClientConnector(EventEmitter):
         message_buffer_max_duration: float = 60.0,
         verification_code_length: int = 6,
         join_timeout: float = 30.0,
+        max_frame_size: int = 1_000_000,
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(CLIENT_EVENTS)
         for event, listener in listeners.items():
             if event not in CLIENT_EVENTS:
                 raise TypeError(
-                    f"unknown option {event!r}: events are {', '.join(CLIENT_EVENTS)}"
+                    f"unknown option {event!r}: see ClientConnector for the options; "
+                    f"listeners are {', '.join(CLIENT_EVENTS)}"
                 )
             self.add_listener(event, listener)
         self.settings = settings or Settings()
@@ -107,6 +111,7 @@ class ClientConnector(EventEmitter):
         self.message_buffer_max_duration = message_buffer_max_duration
         self.verification_code_length = verification_code_length
         self.join_timeout = join_timeout
+        self.max_frame_size = max_frame_size
 
         self._transport: Transport = self.settings.load_transport()
         self._suite: CipherSuite = self.settings.load_cipher_suite()
@@ -273,6 +278,8 @@ class ClientConnector(EventEmitter):
             RoomFullError: the room has its maximum number of users.
             JoinRejectedError: the relay refused the join for another reason.
         """
+        if not isinstance(room_code, str):
+            raise TypeError(f"room_code must be a str, not {type(room_code).__name__}")
         self._require_idle()
         await self._join(
             room_code.strip().upper(),
@@ -322,9 +329,18 @@ class ClientConnector(EventEmitter):
         url = self.server_url + self.join_room_endpoint + "?" + urlencode(query)
         joined = anyio.Event()
         failure: list[BaseException] = []
-        self._task_group.start_soon(self._run_session, session, url, joined, failure)
-        with anyio.fail_after(self.join_timeout):
+        scope = anyio.CancelScope()
+        self._task_group.start_soon(
+            self._run_session, session, url, joined, failure, scope
+        )
+        with anyio.move_on_after(self.join_timeout):
             await joined.wait()
+        if not joined.is_set():
+            scope.cancel()
+            raise JoinTimeoutError(
+                f"the relay did not admit the socket within {self.join_timeout} s; "
+                "check the server URL or raise join_timeout"
+            )
         if failure:
             raise failure[0]
 
@@ -334,26 +350,12 @@ class ClientConnector(EventEmitter):
         url: str,
         joined: anyio.Event,
         failure: list[BaseException],
+        scope: anyio.CancelScope,
     ) -> None:
         reason = "connection closed"
         try:
-            async with self._transport.connect(url) as connection:
-                self._connection = connection
-                while True:
-                    message = await connection.receive()
-                    if isinstance(message, bytes):
-                        self.emit(
-                            "on_error", MessageError("the relay sent a binary frame")
-                        )
-                        continue
-                    try:
-                        frame = decode_text(message)
-                    except RoupnError as exc:
-                        self.emit("on_error", exc)
-                        continue
-                    await self._handle(session.receive(frame))
-                    if session.user_id is not None and not joined.is_set():
-                        joined.set()
+            with scope:
+                await self._read_frames(session, url, joined)
         except ConnectionClosedError as exc:
             reason = exc.reason or f"closed with code {exc.code}"
             if not joined.is_set():
@@ -374,6 +376,34 @@ class ClientConnector(EventEmitter):
                     info = {"roomCode": session.room_code, "reason": reason}
                     self.emit("on_room_leave", info)
                 self.emit("on_connection", ConnectionState.DISCONNECTED)
+
+    async def _read_frames(
+        self, session: RoomSession, url: str, joined: anyio.Event
+    ) -> None:
+        async with self._transport.connect(url) as connection:
+            self._connection = connection
+            while True:
+                message = await connection.receive()
+                if isinstance(message, bytes):
+                    self.emit("on_error", MessageError("the relay sent a binary frame"))
+                    continue
+                try:
+                    frame = decode_text(message)
+                except RoupnError as exc:
+                    self.emit("on_error", exc)
+                    continue
+                try:
+                    await self._handle(session.receive(frame))
+                except (_LeaveRoom, ConnectionClosedError):
+                    raise
+                except RoupnError as exc:
+                    self.emit("on_error", exc)
+                except Exception as exc:
+                    # A hostile peer must not end the session through a bug here.
+                    logger.exception("unexpected error handling a frame")
+                    self.emit("on_error", ProtocolError(f"invalid frame: {exc!r}"))
+                if session.user_id is not None and not joined.is_set():
+                    joined.set()
 
     async def _handle(self, actions: list[Any]) -> None:
         session = self._session
@@ -414,8 +444,14 @@ class ClientConnector(EventEmitter):
         connection = self._connection
         if connection is None:
             raise StateError("not connected to a room")
+        text = encode_text(frame)
+        if len(text) > self.max_frame_size:
+            raise MessageError(
+                f"the message is {len(text)} bytes once encrypted and encoded, over "
+                f"the limit of {self.max_frame_size}: send smaller messages"
+            )
         async with self._send_lock:
-            await connection.send(encode_text(frame))
+            await connection.send(text)
 
     async def _intercept_message(self, message: Message) -> bool:
         """Handle a message before listeners see it; return True to consume it."""

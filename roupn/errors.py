@@ -16,6 +16,7 @@ Every error derives from :class:`RoupnError`::
     │   ├── RoomNotFoundError
     │   ├── RoomFullError
     │   └── JoinRejectedError
+    │       └── JoinTimeoutError
     ├── VerificationError
     └── StateError
 """
@@ -29,6 +30,7 @@ __all__ = [
     "DecryptionError",
     "FrameError",
     "JoinRejectedError",
+    "JoinTimeoutError",
     "MessageError",
     "MissingDependencyError",
     "ProtocolError",
@@ -123,6 +125,10 @@ class RoomFullError(RoomError):
 
 class JoinRejectedError(RoomError):
     """The relay or the room's creator rejected the join."""
+
+
+class JoinTimeoutError(JoinRejectedError, TimeoutError):
+    """The relay did not admit the socket in time."""
 
 
 class VerificationError(RoupnError):

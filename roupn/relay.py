@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # Close codes and reasons that JavaScript clients understand.
 POLICY_VIOLATION = 1008
 NORMAL_CLOSURE = 1000
+MESSAGE_TOO_BIG = 1009
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,9 @@ class RelayState:
             for no limit or for a higher one.
         unclaimed_room_timeout: seconds after which a room whose creator never
             connected is removed.
+        max_frame_size: the longest frame, in characters, a user may send. It stays
+            under the transports' 1 MiB message limit, so that a forwarded frame,
+            longer by its ``T`` segment, still reaches every receiver.
         clock: returns the time in seconds since the Unix epoch.
     """
 
@@ -137,6 +141,7 @@ class RelayState:
         max_users_per_room: int = 50,
         unclaimed_room_timeout: float = 60.0,
         room_code_length: int = 6,
+        max_frame_size: int = 1_000_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_users_per_room < 1:
@@ -148,6 +153,7 @@ class RelayState:
         self.max_users_per_room = max_users_per_room
         self.unclaimed_room_timeout = unclaimed_room_timeout
         self.room_code_length = room_code_length
+        self.max_frame_size = max_frame_size
         self._clock = clock
         self.rooms: dict[str, Room] = {}
         self._room_of_user: dict[str, str] = {}
@@ -324,10 +330,23 @@ class RelayState:
         room = self.room_of(user_id)
         if room is None:
             return []
+        if len(text) > self.max_frame_size:
+            logger.warning(
+                "< frame of %d characters from user %s is over the limit of %d",
+                len(text),
+                user_id,
+                self.max_frame_size,
+            )
+            return self.leave(user_id, "frame_too_big", MESSAGE_TOO_BIG)
         try:
             segments = split_segments(text)
         except FrameError as exc:
             logger.warning("< invalid frame from user %s: %s", user_id, exc)
+            return self._refuse(user_id, "invalid_frame")
+        if "T" in segments:
+            # Only the relay stamps frames; a forged time would reach receivers as
+            # a second T segment.
+            logger.warning("< frame from user %s carries a relay time", user_id)
             return self._refuse(user_id, "invalid_frame")
 
         actions: list[Action] = [Notice("on_room_message", (room.code, user_id, text))]

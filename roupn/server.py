@@ -42,6 +42,7 @@ SERVER_EVENTS = (
 
 TRY_AGAIN_LATER = 1013
 UNSUPPORTED_DATA = 1003
+INTERNAL_ERROR = 1011
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class ServerConnector(EventEmitter):
         join_room_endpoint: str = "/join-room",
         max_users_per_room: int = 50,
         unclaimed_room_timeout: float = 60.0,
+        max_frame_size: int = 1_000_000,
         send_queue_size: int = 1024,
         cors_origin: str | None = "*",
         **listeners: Callable[..., Any],
@@ -133,6 +135,7 @@ class ServerConnector(EventEmitter):
             loads=self.deserialize,
             max_users_per_room=max_users_per_room,
             unclaimed_room_timeout=unclaimed_room_timeout,
+            max_frame_size=max_frame_size,
         )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
@@ -289,16 +292,21 @@ class ServerConnector(EventEmitter):
         send, receive = anyio.create_memory_object_stream[str | tuple[int, str]](
             self.send_queue_size
         )
-        with anyio.CancelScope() as scope:
-            self._peers[user_id] = _Peer(connection, send, scope)
-            self._run(actions)
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._write, connection, receive, group.cancel_scope)
-                await self._read(user_id, connection)
-                group.cancel_scope.cancel()
-        # Ends the membership when the socket closed first; no-op after a kick.
-        self._run(self.state.leave(user_id, reason="disconnected"))
-        self._peers.pop(user_id, None)
+        try:
+            with anyio.CancelScope() as scope:
+                self._peers[user_id] = _Peer(connection, send, scope)
+                self._run(actions)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(
+                        self._write, connection, receive, group.cancel_scope
+                    )
+                    await self._read(user_id, connection)
+                    group.cancel_scope.cancel()
+        finally:
+            # Ends the membership when the socket closed first; no-op after a kick.
+            self._run(self.state.leave(user_id, reason="disconnected"))
+            self._peers.pop(user_id, None)
+            send.close()
 
     async def _read(self, user_id: str, connection: Connection) -> None:
         while True:
@@ -311,7 +319,13 @@ class ServerConnector(EventEmitter):
                 logger.warning("< binary frame from user %s; closing", user_id)
                 self._run(self.state.leave(user_id, "binary_frame", UNSUPPORTED_DATA))
                 return
-            self._run(self.state.receive(user_id, message))
+            try:
+                actions = self.state.receive(user_id, message)
+            except Exception:
+                logger.exception("< frame from user %s could not be handled", user_id)
+                self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
+                return
+            self._run(actions)
 
     async def _write(
         self,

@@ -40,6 +40,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Times are milliseconds since the Unix epoch; 15 digits reach the year 33658.
+MAX_TIME_DIGITS = 15
+MAX_TIME = 10**MAX_TIME_DIGITS
+
+
+def _is_time(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_TIME
+    )
+
+
 HANDSHAKE_TYPES = frozenset(
     {
         MessageType.EXCHANGE_0,
@@ -198,7 +209,7 @@ class RoomSession:
         return [Notice("on_connection", (state,))]
 
     def _error(self, error: RoupnError) -> list[Action]:
-        logger.warning("room session error: %s", error)
+        logger.info("room session error: %s", error)
         return [Notice("on_error", (error,))]
 
     def _direct(self, peer: Peer, message: dict[str, Any]) -> SendFrame:
@@ -226,12 +237,18 @@ class RoomSession:
 
     def _receive(self, frame: Frame) -> list[Action]:
         relay_time = self._relay_time(frame)
+        if "U" in frame:
+            # A frame addressed to one user comes from another member, who controls
+            # all of it, so only the handshake and encrypted direct messages count.
+            if "D" in frame:
+                return self._receive_clear_direct(frame)
+            if "P" in frame:
+                return self._receive_direct(frame, relay_time)
+            raise FrameError(
+                f"direct frame with keys {sorted(frame)} carries no message"
+            )
         if "S" in frame:
             return self._receive_control(self._loads(frame["S"]), relay_time)
-        if "D" in frame:
-            return self._receive_clear_direct(frame)
-        if "P" in frame:
-            return self._receive_direct(frame, relay_time)
         if "E" in frame:
             return self._receive_room(frame, relay_time)
         raise FrameError(f"frame with keys {sorted(frame)} carries no message")
@@ -240,7 +257,7 @@ class RoomSession:
         text = frame_text(frame, "T")
         if text is None:
             return None
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit() and len(text) <= MAX_TIME_DIGITS):
             raise FrameError(
                 f"relay time {text!r} is not a whole number of milliseconds"
             )
@@ -259,9 +276,9 @@ class RoomSession:
     ) -> tuple[int, float, float]:
         now = self._now_ms()
         sent = message.get("senderTime")
-        if not isinstance(sent, int | float) or isinstance(sent, bool):
+        if not isinstance(sent, int) or not _is_time(sent):
             return 0, 0.0, float(now)
-        delay = now - int(sent)
+        delay = now - sent
         offset = ((relay_time - sent) + (relay_time - now)) / 2 if relay_time else 0.0
         return delay, offset, now - delay + offset
 
@@ -344,6 +361,10 @@ class RoomSession:
             raise ProtocolError(f"user {sender} sent a join handshake to a non-creator")
         if sender not in self.users or sender == self.user_id:
             raise ProtocolError(f"join handshake from unknown user {sender}")
+        if sender in self.peers or sender in self.verified_users:
+            # A second handshake for the same id would replace the keys of a user
+            # already in the handshake or verified: whoever sends it is not them.
+            raise ProtocolError(f"repeated join handshake for user {sender}; ignored")
         try:
             keys = self.suite.load_peer(message)
         except CryptoError as exc:
@@ -411,6 +432,10 @@ class RoomSession:
             return self._receive_room_key(sender, message)
         if kind in HANDSHAKE_TYPES or (isinstance(kind, str) and kind.startswith("_")):
             raise ProtocolError(f"unexpected {kind} message from {sender}")
+        if sender not in self.verified_users:
+            raise ProtocolError(
+                f"direct message from unverified user {sender}; dropped"
+            )
         delay, offset, adjusted = self._timing(message, relay_time)
         return [
             Notice(
@@ -580,6 +605,6 @@ def _check_payload(data: dict[str, Any]) -> dict[str, Any]:
     kind = data.get("type")
     if isinstance(kind, str) and kind.startswith("_"):
         raise ValueError(
-            f"message type {kind!r} is reserved: types starting with _ are"
+            f"message type {kind!r} is reserved: roupn uses the types that start with _"
         )
     return data

@@ -29,7 +29,7 @@ class JsonSerializer:
     def dumps(self, message: Any) -> bytes:
         try:
             return self._encoder.encode(message).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise MessageError(f"message cannot be encoded as JSON: {exc}") from None
 
     def loads(self, data: bytes) -> Any:
@@ -41,6 +41,8 @@ class JsonSerializer:
             return self._decoder.decode(text)
         except ValueError as exc:
             raise MessageError(f"message is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise MessageError("message nests arrays or objects too deeply") from None
 
 
 @hookimpl

@@ -111,7 +111,7 @@ class MemoryTransport:
         url = f"memory://{relay.address}"
         try:
             async with anyio.create_task_group() as task_group:
-                logger.info("memory relay listening on %s", url)
+                logger.debug("memory relay listening on %s", url)
                 task_status.started(url)
                 async for request, connection in receive_stream:
                     task_group.start_soon(

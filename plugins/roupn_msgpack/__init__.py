@@ -28,7 +28,7 @@ class MsgpackSerializer:
     def dumps(self, message: Any) -> bytes:
         try:
             data: bytes = self._packer.pack(message)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             self._packer.reset()
             raise MessageError(f"message cannot be encoded as msgpack: {exc}") from None
         return data
@@ -36,7 +36,12 @@ class MsgpackSerializer:
     def loads(self, data: bytes) -> Any:
         try:
             return self._msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except (ValueError, TypeError, self._msgpack.UnpackException) as exc:
+        except (
+            ValueError,
+            TypeError,
+            RecursionError,
+            self._msgpack.UnpackException,
+        ) as exc:
             raise MessageError(f"message is not valid msgpack: {exc}") from None
 
 

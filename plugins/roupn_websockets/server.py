@@ -77,7 +77,7 @@ class RelayServer:
             bound_port = listener.extra(SocketAttribute.local_port)
             scheme = "https" if self._options.ssl_context is not None else "http"
             url = f"{scheme}://{format_host(host)}:{bound_port}"
-            logger.info("relay listening on %s", url)
+            logger.debug("relay listening on %s", url)
             try:
                 # A host name may resolve to several addresses, each with a socket.
                 # create_tcp_listener() combines only socket listeners.
