@@ -396,7 +396,7 @@ class RelayState:
             return []
         try:
             message = self._loads(b64decode(encoded, validate=True))
-        except (ValueError, MessageError) as exc:
+        except (ValueError, MessageError, RecursionError) as exc:
             logger.warning("< invalid control message from creator %s: %s", sender, exc)
             return []
         if not isinstance(message, dict):
