@@ -109,7 +109,7 @@ async def run_demo(settings: Settings | None = None) -> None:
 
             room = relay.get_room(room_code)
             assert room is not None
-            step(f"the relay sees {len(room.users)} users and no plaintext")
+            step(f"the relay sees {len(room.users)} users and only ciphertext")
 
             await alice.close_room()
             await bob_events.wait_for(
