@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -31,6 +32,10 @@ async def run_demo(settings: Settings | None = None) -> None:
         host="127.0.0.1", port=0, settings=settings
     ) as relay:
         step(f"relay listening on {relay.url}")
+        forwarded: list[str] = []
+        relay.add_listener(
+            "on_room_message", lambda code, user, frame: forwarded.append(frame)
+        )
         options = {"server_url": relay.url, "settings": settings}
         alice = create_client_synchronizer(
             options, None, {"todos": [{"text": "buy milk", "done": False}]}
@@ -79,6 +84,8 @@ async def run_demo(settings: Settings | None = None) -> None:
                 "on_connection", lambda s: s is ConnectionState.CONNECTED
             )
             step("Bob received the room key and is CONNECTED")
+            await bob_events.wait_for("on_state_change")
+            _show_state(step, "Bob received Alice's full sync", bob)
 
             await alice.message_room({"text": "Welcome, Bob!"})
             (message,) = await bob_events.wait_for("on_message")
@@ -109,7 +116,12 @@ async def run_demo(settings: Settings | None = None) -> None:
 
             room = relay.get_room(room_code)
             assert room is not None
-            step(f"the relay sees {len(room.users)} users and only ciphertext")
+            texts = ["Welcome, Bob!", "A direct note, only for you.", "walk the dog"]
+            readable = [t for t in texts if any(_readable(t, f) for f in forwarded)]
+            step(
+                f"the relay forwarded {len(forwarded)} frames among {len(room.users)} "
+                f"users; message texts readable in them: {readable or 'none'}"
+            )
 
             await alice.close_room()
             await bob_events.wait_for(
@@ -117,6 +129,20 @@ async def run_demo(settings: Settings | None = None) -> None:
             )
             step("Alice closed the room; Bob was disconnected")
     step("done")
+
+
+def _readable(text: str, frame: str) -> bool:
+    """Whether ``text`` appears in a frame or in its base64 segments decoded once."""
+    if text in frame:
+        return True
+    for segment in frame.split("|"):
+        try:
+            decoded = base64.b64decode(segment.partition(":")[2], validate=True)
+        except ValueError:
+            continue
+        if text.encode() in decoded:
+            return True
+    return False
 
 
 def _show_state(
