@@ -16,6 +16,7 @@ import anyio.to_thread
 
 from .errors import (
     ConnectionClosedError,
+    FrameError,
     JoinRejectedError,
     JoinTimeoutError,
     MessageError,
@@ -26,7 +27,7 @@ from .errors import (
     StateError,
 )
 from .events import EventEmitter
-from .frames import Frame, decode_text, encode_text
+from .frames import Frame, decode_binary, decode_text, encode_binary, encode_text
 from .interfaces import CipherSuite, Connection, Identity, Serializer, Transport
 from .messages import ConnectionState
 from .session import (
@@ -384,11 +385,8 @@ class ClientConnector(EventEmitter):
             self._connection = connection
             while True:
                 message = await connection.receive()
-                if isinstance(message, bytes):
-                    self.emit("on_error", MessageError("the relay sent a binary frame"))
-                    continue
                 try:
-                    frame = decode_text(message)
+                    frame = self._decode_frame(message)
                 except RoupnError as exc:
                     self.emit("on_error", exc)
                     continue
@@ -404,6 +402,17 @@ class ClientConnector(EventEmitter):
                     self.emit("on_error", ProtocolError(f"invalid frame: {exc!r}"))
                 if session.user_id is not None and not joined.is_set():
                     joined.set()
+
+    def _decode_frame(self, message: str | bytes) -> Frame:
+        if self._serializer.binary:
+            if not isinstance(message, bytes):
+                raise FrameError("the relay sent a text frame to a binary-frame client")
+            return decode_binary(message)
+        if not isinstance(message, str):
+            raise FrameError(
+                "the relay sent a binary frame: does it use the same serializer?"
+            )
+        return decode_text(message)
 
     async def _handle(self, actions: list[Any]) -> None:
         session = self._session
@@ -444,7 +453,7 @@ class ClientConnector(EventEmitter):
         connection = self._connection
         if connection is None:
             raise StateError("not connected to a room")
-        text = encode_text(frame)
+        text = encode_binary(frame) if self._serializer.binary else encode_text(frame)
         if len(text) > self.max_frame_size:
             raise MessageError(
                 f"the message is {len(text)} bytes once encrypted and encoded, over "

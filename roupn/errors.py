@@ -7,6 +7,8 @@ Every error derives from :class:`RoupnError`::
     │   ├── UnknownBackendError
     │   └── MissingDependencyError
     ├── ProtocolError
+    │   ├── ProfileError
+    │   ├── ReplayError
     │   ├── FrameError
     │   └── MessageError
     ├── CryptoError
@@ -33,7 +35,9 @@ __all__ = [
     "JoinTimeoutError",
     "MessageError",
     "MissingDependencyError",
+    "ProfileError",
     "ProtocolError",
+    "ReplayError",
     "RoomError",
     "RoomFullError",
     "RoomNotFoundError",
@@ -85,12 +89,20 @@ class ProtocolError(RoupnError):
     """A peer sent something the protocol does not allow."""
 
 
+class ProfileError(ProtocolError):
+    """A peer speaks another protocol profile (cipher suite or serializer)."""
+
+
 class FrameError(ProtocolError, ValueError):
     """A frame could not be decoded."""
 
 
 class MessageError(ProtocolError, ValueError):
     """A decoded message has a missing, unknown or wrongly typed field."""
+
+
+class ReplayError(ProtocolError):
+    """A message was received twice, out of order, or after messages were lost."""
 
 
 class CryptoError(RoupnError):

@@ -16,7 +16,9 @@ from .errors import FrameError
 __all__ = [
     "BINARY_KEYS",
     "Frame",
+    "decode_binary",
     "decode_text",
+    "encode_binary",
     "encode_text",
     "frame_text",
     "split_segments",
@@ -95,3 +97,51 @@ def frame_text(frame: Frame, key: str) -> str | None:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError(f"frame segment {key!r} is not valid UTF-8") from None
+
+
+# Binary frames, for binary serializers: each segment is its one-letter key, the
+# value's length as four big-endian bytes, then the raw value, with no base64.
+
+_LENGTH_SIZE = 4
+
+
+def _binary_segment(key: str, value: bytes) -> bytes:
+    return key.encode("ascii") + len(value).to_bytes(_LENGTH_SIZE, "big") + value
+
+
+def encode_binary(frame: Frame) -> bytes:
+    """Encode raw values into a binary frame, keys in the order given."""
+    return b"".join(_binary_segment(key, value) for key, value in frame.items())
+
+
+def decode_binary(data: bytes) -> Frame:
+    """Decode a binary frame.
+
+    Raises:
+        FrameError: a segment is truncated, a key is not a letter, or a key
+            appears twice.
+    """
+    frame: Frame = {}
+    view = memoryview(data)
+    position = 0
+    while position < len(data):
+        if position + 1 + _LENGTH_SIZE > len(data):
+            raise FrameError(f"binary frame is truncated at byte {position}")
+        key = chr(data[position])
+        if not key.isascii() or not key.isalpha():
+            raise FrameError(f"binary frame has an invalid key byte {data[position]}")
+        start = position + 1 + _LENGTH_SIZE
+        length = int.from_bytes(view[position + 1 : start], "big")
+        end = start + length
+        if end > len(data):
+            raise FrameError(f"binary frame segment {key!r} is truncated")
+        if key in frame:
+            raise FrameError(f"frame has the key {key!r} twice")
+        frame[key] = bytes(view[start:end])
+        position = end
+    return frame
+
+
+def time_segment_binary(milliseconds: int) -> bytes:
+    """Return the relay's ``T`` segment for a binary frame."""
+    return _binary_segment("T", str(milliseconds).encode("ascii"))

@@ -14,17 +14,50 @@ from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 import anyio.abc
 
 __all__ = [
+    "Change",
     "CipherSuite",
     "Connection",
     "DiffStrategy",
+    "DocumentTracker",
     "HttpRequest",
     "HttpResponse",
     "Identity",
+    "MessageContext",
+    "MessageHeader",
     "PeerKeys",
     "RelayApplication",
     "Serializer",
     "Transport",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """What a cipher suite may bind into a message: room, sender, key epoch, counter.
+
+    Suites that protect against replay and misrouting put these in the nonce or the
+    associated data; the roupn 0.1 suite ignores them.
+    """
+
+    room_code: str
+    sender_id: str
+    epoch: int = 0
+    counter: int = 0
+    pairwise_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHeader:
+    """What a frame says, before decryption, about its sender, key epoch and counter.
+
+    A suite that carries none of them returns ``MessageHeader(None, 0, None)``.
+    Nothing here is trusted until the message opens with the key it names.
+    """
+
+    sender_id: str | None
+    epoch: int
+    counter: int | None
+
 
 # Cipher suites define their own key containers; the kernel passes them back unopened.
 Identity: TypeAlias = Any
@@ -74,6 +107,11 @@ class CipherSuite(Protocol):
     name: ClassVar[str]
     room_fields: ClassVar[tuple[str, ...]]
     direct_fields: ClassVar[tuple[str, ...]]
+    # The joiner commits to its keys before the creator reveals its own, and the
+    # creator answers in clear; see roupn.session for the two handshakes.
+    commits_keys: ClassVar[bool]
+    # The creator makes a new room key whenever a member leaves.
+    rekeys: ClassVar[bool]
 
     def generate_identity(self) -> Identity:
         """Make this client's key pairs; slow, so callers run it in a worker thread."""
@@ -99,8 +137,18 @@ class CipherSuite(Protocol):
         """Check the peer's signature over its own exchange key."""
         ...
 
-    def pairwise_key(self, identity: Identity, peer: PeerKeys) -> bytes:
-        """Derive the key this client shares with one peer."""
+    def pairwise_key(
+        self, identity: Identity, peer: PeerKeys, room_code: str = ""
+    ) -> bytes:
+        """Derive the key this client shares with one peer in one room."""
+        ...
+
+    def commitment(self, identity: Identity) -> str:
+        """Return a hash of the own public keys, sent before they are revealed."""
+        ...
+
+    def check_commitment(self, fields: Mapping[str, Any], commitment: Any) -> bool:
+        """Check that revealed public key fields match an earlier commitment."""
         ...
 
     def verification_code(
@@ -125,11 +173,26 @@ class CipherSuite(Protocol):
         """
         ...
 
-    def seal_room(self, room_key: bytes, plaintext: bytes) -> dict[str, bytes]:
+    def seal_room(
+        self, room_key: bytes, plaintext: bytes, context: MessageContext | None = None
+    ) -> dict[str, bytes]:
         """Encrypt a room message; return its binary frame fields."""
         ...
 
-    def open_room(self, room_key: bytes, fields: Mapping[str, bytes]) -> bytes:
+    def room_header(self, fields: Mapping[str, bytes]) -> MessageHeader:
+        """Read the sender, key epoch and counter a room message names.
+
+        Raises:
+            DecryptionError: the fields are too short to hold a header.
+        """
+        ...
+
+    def open_room(
+        self,
+        room_key: bytes,
+        fields: Mapping[str, bytes],
+        context: MessageContext | None = None,
+    ) -> bytes:
         """Decrypt a room message from its binary frame fields.
 
         Raises:
@@ -138,13 +201,25 @@ class CipherSuite(Protocol):
         ...
 
     def seal_direct(
-        self, identity: Identity, peer: PeerKeys, plaintext: bytes
+        self,
+        identity: Identity,
+        peer: PeerKeys,
+        plaintext: bytes,
+        context: MessageContext | None = None,
     ) -> dict[str, bytes]:
-        """Encrypt and sign a direct message to one peer; return its frame fields."""
+        """Encrypt and authenticate a direct message to one peer; return its fields."""
+        ...
+
+    def direct_header(self, fields: Mapping[str, bytes]) -> MessageHeader:
+        """Read the sender and counter a direct message names, where it carries them."""
         ...
 
     def open_direct(
-        self, identity: Identity, peer: PeerKeys | None, fields: Mapping[str, bytes]
+        self,
+        identity: Identity,
+        peer: PeerKeys | None,
+        fields: Mapping[str, bytes],
+        context: MessageContext | None = None,
     ) -> bytes:
         """Decrypt a direct message; check the sender's signature unless peer is None.
 
@@ -274,29 +349,67 @@ class Transport(Protocol):
 
 # Diff strategies.
 
+# A change to a shared document: ``{"type": "set", "path": [...], "new": value,
+# "old": value}`` or ``{"type": "delete", "path": [...], "old": value}``. Path items
+# are strings, array indices too; ``old`` is absent when the key did not exist.
+# roupn.changes defines how changes apply.
+Change: TypeAlias = dict[str, Any]
+
+
+class DocumentTracker(Protocol):
+    """The live document of one member and the changes its user made to it."""
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The live document that the user edits, one object for the tracker's life."""
+        ...
+
+    def take_changes(self) -> list[Change]:
+        """Return the user's changes since the last call and start a new change set.
+
+        The first call returns the changes since tracking began or since the last
+        :meth:`replace`. The changes apply cleanly in order, first to last, to the
+        document as it was at the start of the change set.
+        """
+        ...
+
+    def apply(self, changes: list[Change]) -> list[Change]:
+        """Apply changes from any sender without recording them as the user's.
+
+        Returns the changes that undo exactly what this call did, to be applied in
+        the returned order. They are computed from the local values that were
+        replaced, not from the sender's ``old`` values.
+
+        Raises:
+            MessageError: a change is invalid (a malformed change, a path through a
+                missing key or a scalar, an array index out of range). The message
+                names the change and why; the changes before it are undone, so
+                the document is as it was.
+        """
+        ...
+
+    def replace(self, document: dict[str, Any]) -> None:
+        """Make the live document equal to ``document`` in place (a full sync).
+
+        The replacement is not recorded as the user's change, and the user's
+        changes not yet taken are discarded.
+        """
+        ...
+
 
 class DiffStrategy(Protocol):
-    """Finds the changes made to a shared document, and applies or reverts changes.
-
-    A change is ``{"type": "set", "path": [...], "new": value, "old": value}`` or
-    ``{"type": "delete", "path": [...], "old": value}``, with path items as strings;
-    ``old`` is absent when the key did not exist.
-    """
+    """A way of finding the changes a user makes to a shared document."""
 
     name: ClassVar[str]
 
-    def track(self, document: Any) -> Any:
-        """Start tracking ``document``; return the object the user edits."""
+    def track(self, document: dict[str, Any]) -> DocumentTracker:
+        """Start tracking the user's changes to a document.
+
+        The user edits the tracker's :attr:`~DocumentTracker.document`, which may
+        be a different object from ``document``.
+        """
         ...
 
-    def take_changes(self, tracked: Any) -> list[dict[str, Any]]:
-        """Return the changes since the last call and start a new change set."""
-        ...
-
-    def apply(self, tracked: Any, changes: list[dict[str, Any]]) -> None:
-        """Apply changes from any sender to the tracked document."""
-        ...
-
-    def revert(self, tracked: Any, changes: list[dict[str, Any]]) -> None:
-        """Undo changes previously applied, restoring their ``old`` values."""
+    def diff(self, old: Any, new: Any) -> list[Change]:
+        """Return the changes that turn ``old`` into ``new``; mutate neither."""
         ...

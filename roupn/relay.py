@@ -16,12 +16,12 @@ import secrets
 import time
 import uuid
 from base64 import b64decode, b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FrameError, MessageError, RoomNotFoundError
-from .frames import split_segments
+from .frames import decode_binary, encode_binary, split_segments, time_segment_binary
 from .messages import CODE_ALPHABET, MessageType
 
 __all__ = [
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
 NORMAL_CLOSURE = 1000
 MESSAGE_TOO_BIG = 1009
+UNSUPPORTED_DATA = 1003
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ class Send:
     """Send ``frame`` to the socket of ``user_id``."""
 
     user_id: str
-    frame: str
+    frame: str | bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,13 @@ class JoinRefused:
     reason: str
 
 
+def _raw(value: str | bytes) -> bytes:
+    """Return a segment's raw value: text frames carry it in base64."""
+    if isinstance(value, bytes):
+        return value
+    return b64decode(value, validate=True)
+
+
 def _hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
@@ -127,6 +135,7 @@ class RelayState:
             for no limit or for a higher one.
         unclaimed_room_timeout: seconds after which a room whose creator never
             connected is removed.
+        binary: whether frames are binary (for a binary serializer) or text.
         max_frame_size: the longest frame, in characters, a user may send. It stays
             under the transports' 1 MiB message limit, so that a forwarded frame,
             longer by its ``T`` segment, still reaches every receiver.
@@ -142,6 +151,7 @@ class RelayState:
         unclaimed_room_timeout: float = 60.0,
         room_code_length: int = 6,
         max_frame_size: int = 1_000_000,
+        binary: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_users_per_room < 1:
@@ -154,19 +164,30 @@ class RelayState:
         self.unclaimed_room_timeout = unclaimed_room_timeout
         self.room_code_length = room_code_length
         self.max_frame_size = max_frame_size
+        self.binary = binary
         self._clock = clock
         self.rooms: dict[str, Room] = {}
         self._room_of_user: dict[str, str] = {}
 
     # Frames the relay makes.
 
-    def _now_segment(self) -> str:
-        now = str(int(self._clock() * 1000)).encode("ascii")
-        return "T:" + b64encode(now).decode("ascii")
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
-    def _control_frame(self, message: dict[str, Any], *, timed: bool = True) -> str:
-        segment = "S:" + b64encode(self._dumps(message)).decode("ascii")
-        return f"{self._now_segment()}|{segment}" if timed else segment
+    def _control_frame(
+        self, message: dict[str, Any], *, timed: bool = True
+    ) -> str | bytes:
+        if self.binary:
+            segment = encode_binary({"S": self._dumps(message)})
+            return time_segment_binary(self._now_ms()) + segment if timed else segment
+        text = "S:" + b64encode(self._dumps(message)).decode("ascii")
+        return self._forwarded(text) if timed else text
+
+    def _forwarded(self, data: str | bytes) -> str | bytes:
+        if isinstance(data, bytes):
+            return time_segment_binary(self._now_ms()) + data
+        now = b64encode(str(self._now_ms()).encode("ascii")).decode("ascii")
+        return f"T:{now}|{data}"
 
     # Rooms.
 
@@ -325,8 +346,12 @@ class RelayState:
 
     # Frames from users.
 
-    def receive(self, user_id: str, text: str) -> list[Action]:
-        """Route one frame from a user; a malformed frame closes that user's socket."""
+    def receive(self, user_id: str, text: str | bytes) -> list[Action]:
+        """Route one frame from a user; a malformed frame closes that user's socket.
+
+        A relay with a binary serializer takes binary frames only, and a relay with
+        a text serializer text frames only; the other kind closes with code 1003.
+        """
         room = self.room_of(user_id)
         if room is None:
             return []
@@ -338,8 +363,16 @@ class RelayState:
                 self.max_frame_size,
             )
             return self.leave(user_id, "frame_too_big", MESSAGE_TOO_BIG)
+        if isinstance(text, bytes) is not self.binary:
+            kind = "binary" if self.binary else "text"
+            logger.warning("< frame from user %s is not a %s frame", user_id, kind)
+            return self.leave(user_id, f"{kind}_frames_only", UNSUPPORTED_DATA)
+        segments: Mapping[str, str | bytes]
         try:
-            segments = split_segments(text)
+            if isinstance(text, bytes):
+                segments = decode_binary(text)
+            else:
+                segments = split_segments(text)
         except FrameError as exc:
             logger.warning("< invalid frame from user %s: %s", user_id, exc)
             return self._refuse(user_id, "invalid_frame")
@@ -363,14 +396,11 @@ class RelayState:
     def _refuse(self, user_id: str, reason: str) -> list[Action]:
         return self.leave(user_id, reason, POLICY_VIOLATION)
 
-    def _forwarded(self, text: str) -> str:
-        return f"{self._now_segment()}|{text}"
-
     def _route_direct(
-        self, room: Room, sender: str, encoded: str, text: str
+        self, room: Room, sender: str, encoded: str | bytes, text: str | bytes
     ) -> list[Action]:
         try:
-            receiver = b64decode(encoded, validate=True).decode("utf-8")
+            receiver = _raw(encoded).decode("utf-8")
         except ValueError:
             logger.warning("< invalid receiver id from user %s", sender)
             return self._refuse(sender, "invalid_frame")
@@ -381,7 +411,7 @@ class RelayState:
             return []
         return [Send(receiver, self._forwarded(text))]
 
-    def _route_room(self, room: Room, sender: str, text: str) -> list[Action]:
+    def _route_room(self, room: Room, sender: str, text: str | bytes) -> list[Action]:
         if not room.members.get(sender):
             logger.warning("< room frame from unverified user %s; dropped", sender)
             return []
@@ -389,13 +419,13 @@ class RelayState:
         return [Send(other, frame) for other in room.verified_ids if other != sender]
 
     def _route_control(
-        self, room: Room, sender: str, encoded: str, text: str
+        self, room: Room, sender: str, encoded: str | bytes, text: str | bytes
     ) -> list[Action]:
         if sender != room.creator_id:
             logger.warning("< control frame from non-creator %s; ignored", sender)
             return []
         try:
-            message = self._loads(b64decode(encoded, validate=True))
+            message = self._loads(_raw(encoded))
         except (ValueError, MessageError, RecursionError) as exc:
             logger.warning("< invalid control message from creator %s: %s", sender, exc)
             return []

@@ -41,7 +41,6 @@ SERVER_EVENTS = (
 )
 
 TRY_AGAIN_LATER = 1013
-UNSUPPORTED_DATA = 1003
 INTERNAL_ERROR = 1011
 
 
@@ -69,7 +68,7 @@ class RoomInfo:
 @dataclass(slots=True)
 class _Peer:
     connection: Connection
-    outbox: MemoryObjectSendStream[str | tuple[int, str]]
+    outbox: MemoryObjectSendStream[str | bytes | tuple[int, str]]
     cancel_scope: anyio.CancelScope
 
 
@@ -136,6 +135,7 @@ class ServerConnector(EventEmitter):
             max_users_per_room=max_users_per_room,
             unclaimed_room_timeout=unclaimed_room_timeout,
             max_frame_size=max_frame_size,
+            binary=serializer.binary if serializer else False,
         )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
@@ -195,7 +195,7 @@ class ServerConnector(EventEmitter):
             elif isinstance(action, Notice):
                 self.emit(action.event, *action.args)
 
-    def _deliver(self, user_id: str, frame: str) -> None:
+    def _deliver(self, user_id: str, frame: str | bytes) -> None:
         peer = self._peers.get(user_id)
         if peer is None:
             return
@@ -289,9 +289,9 @@ class ServerConnector(EventEmitter):
             await connection.close(joined.code, joined.reason)
             return
         user_id, actions = joined
-        send, receive = anyio.create_memory_object_stream[str | tuple[int, str]](
-            self.send_queue_size
-        )
+        send, receive = anyio.create_memory_object_stream[
+            str | bytes | tuple[int, str]
+        ](self.send_queue_size)
         try:
             with anyio.CancelScope() as scope:
                 self._peers[user_id] = _Peer(connection, send, scope)
@@ -315,10 +315,6 @@ class ServerConnector(EventEmitter):
             except ConnectionClosedError as exc:
                 logger.debug("< user %s closed: %s", user_id, exc)
                 return
-            if isinstance(message, bytes):
-                logger.warning("< binary frame from user %s; closing", user_id)
-                self._run(self.state.leave(user_id, "binary_frame", UNSUPPORTED_DATA))
-                return
             try:
                 actions = self.state.receive(user_id, message)
             except Exception:
@@ -330,7 +326,7 @@ class ServerConnector(EventEmitter):
     async def _write(
         self,
         connection: Connection,
-        outbox: MemoryObjectReceiveStream[str | tuple[int, str]],
+        outbox: MemoryObjectReceiveStream[str | bytes | tuple[int, str]],
         scope: anyio.CancelScope,
     ) -> None:
         async with outbox:

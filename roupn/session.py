@@ -20,13 +20,15 @@ from .errors import (
     DecryptionError,
     FrameError,
     MessageError,
+    ProfileError,
     ProtocolError,
+    ReplayError,
     RoupnError,
     StateError,
     VerificationError,
 )
 from .frames import Frame, frame_text
-from .interfaces import CipherSuite, Identity, PeerKeys, Serializer
+from .interfaces import CipherSuite, Identity, MessageContext, PeerKeys, Serializer
 from .messages import ConnectionState, MessageType
 
 __all__ = [
@@ -51,6 +53,21 @@ def _is_time(value: Any) -> bool:
     )
 
 
+# What a peer that names no profile speaks: the JavaScript library's choice.
+ROUPN_01_PROFILE = {"cipherSuite": "webcrypto", "serializer": "json"}
+
+# The joiner's reveal of its keys in the handshake of suites that commit to keys.
+EXCHANGE_REVEAL = "_XR"
+# The creator's new room key after a member left, for suites that re-key.
+EXCHANGE_REKEY = "_X5"
+
+
+def _describe(profile: Any) -> str:
+    if isinstance(profile, dict):
+        return f"{profile.get('cipherSuite')}/{profile.get('serializer')}"
+    return repr(profile)
+
+
 HANDSHAKE_TYPES = frozenset(
     {
         MessageType.EXCHANGE_0,
@@ -58,6 +75,8 @@ HANDSHAKE_TYPES = frozenset(
         MessageType.EXCHANGE_2,
         MessageType.EXCHANGE_3,
         MessageType.EXCHANGE_4,
+        EXCHANGE_REVEAL,
+        EXCHANGE_REKEY,
     }
 )
 
@@ -130,6 +149,7 @@ class Peer:
     public_data: Any = None
     private_data: Any = None
     code_matched: bool = False
+    commitment: str | None = None
 
 
 @dataclass(slots=True)
@@ -177,7 +197,8 @@ class RoomSession:
         self.identity = identity
         self.room_code = room_code
         self.options = options
-        self.room_key = room_key
+        self.room_keys: dict[int, bytes] = {0: room_key} if room_key else {}
+        self.epoch = 0
         self.verification_code_length = verification_code_length
         self.message_buffer_max_duration = message_buffer_max_duration
         self._clock = clock
@@ -188,6 +209,17 @@ class RoomSession:
         self.verified_users: set[str] = set()
         self.peers: dict[str, Peer] = {}
         self._buffer: deque[_Buffered] = deque(maxlen=message_buffer_max_count)
+        self.profile = {"cipherSuite": suite.name, "serializer": serializer.name}
+        # Counters of sent messages, and the last counter seen from each sender.
+        self._room_counter = 0
+        self._direct_counters: dict[str, int] = {}
+        self._seen_room: dict[tuple[str, int], int] = {}
+        self._seen_direct: dict[str, int] = {}
+
+    @property
+    def room_key(self) -> bytes | None:
+        """The room key of the current epoch, or None before the joiner has one."""
+        return self.room_keys.get(self.epoch)
 
     @property
     def is_creator(self) -> bool:
@@ -212,10 +244,38 @@ class RoomSession:
         logger.info("room session error: %s", error)
         return [Notice("on_error", (error,))]
 
+    def _context(
+        self, counter: int = 0, pairwise_key: bytes | None = None
+    ) -> MessageContext:
+        assert self.user_id is not None
+        return MessageContext(
+            self.room_code, self.user_id, self.epoch, counter, pairwise_key
+        )
+
     def _direct(self, peer: Peer, message: dict[str, Any]) -> SendFrame:
         plaintext = self.serializer.dumps(self._stamp(message))
-        fields = self.suite.seal_direct(self.identity, peer.keys, plaintext)
+        counter = self._direct_counters.get(peer.user_id, 0) + 1
+        self._direct_counters[peer.user_id] = counter
+        context = self._context(counter, peer.pairwise_key)
+        fields = self.suite.seal_direct(self.identity, peer.keys, plaintext, context)
         return SendFrame({**fields, "U": peer.user_id.encode("utf-8")})
+
+    def _clear_direct(self, user_id: str, message: dict[str, Any]) -> SendFrame:
+        clear = self.serializer.dumps(self._stamp(message))
+        return SendFrame({"D": clear, "U": user_id.encode("utf-8")})
+
+    def _check_profile(self, user_id: str, message: dict[str, Any]) -> None:
+        """Raise unless the peer speaks the same cipher suite and serializer."""
+        theirs = message.get("profile") or ROUPN_01_PROFILE
+        if theirs != self.profile:
+            raise ProfileError(
+                f"user {user_id} uses the profile {_describe(theirs)}, but this client "
+                f"uses {_describe(self.profile)}: both must choose the same cipher "
+                "suite and serializer"
+            )
+
+    def _profile_field(self) -> dict[str, Any]:
+        return {} if self.profile == ROUPN_01_PROFILE else {"profile": self.profile}
 
     def _control(self, message: dict[str, Any]) -> SendFrame:
         return SendFrame({"S": self.serializer.dumps(self._stamp(message))})
@@ -298,9 +358,13 @@ class RoomSession:
         if kind == MessageType.USER_LEFT:
             if user_id in self.users:
                 self.users.remove(user_id)
+            was_member = user_id in self.verified_users
             self.verified_users.discard(user_id)
             self.peers.pop(user_id, None)
-            return [Notice("on_user_leave", (user_id,))]
+            actions: list[Action] = [Notice("on_user_leave", (user_id,))]
+            if was_member and self.is_creator and self.suite.rekeys:
+                actions += self._rekey()
+            return actions
         if kind == MessageType.USER_VERIFIED:
             if message.get("sender") != self.creator_id:
                 raise ProtocolError(
@@ -340,14 +404,19 @@ class RoomSession:
             return actions + self._set_state(ConnectionState.CONNECTED)
 
         actions += self._set_state(ConnectionState.PENDING_VERIFICATION)
-        hello = {
+        hello: dict[str, Any] = {
             "type": MessageType.EXCHANGE_0.value,
             "publicData": self.options.public_data,
-            **self.suite.public_fields(self.identity),
-            "signature": self.suite.sign_exchange(self.identity),
         }
-        clear = self.serializer.dumps(self._stamp(hello))
-        actions.append(SendFrame({"D": clear, "U": creator_id.encode("utf-8")}))
+        if self.suite.commits_keys:
+            # Only a hash of the keys: they are revealed once the creator has shown
+            # its own, so nobody can pick keys that make the two codes match.
+            hello["commitment"] = self.suite.commitment(self.identity)
+        else:
+            hello.update(self.suite.public_fields(self.identity))
+            hello["signature"] = self.suite.sign_exchange(self.identity)
+        hello.update(self._profile_field())
+        actions.append(self._clear_direct(creator_id, hello))
         return actions
 
     # Handshake.
@@ -355,10 +424,19 @@ class RoomSession:
     def _receive_clear_direct(self, frame: Frame) -> list[Action]:
         message = self._loads(frame["D"])
         sender = message.get("sender")
-        if message.get("type") != MessageType.EXCHANGE_0 or not isinstance(sender, str):
-            raise ProtocolError("a clear direct message must be a valid _X0 handshake")
+        kind = message.get("type")
+        if not isinstance(sender, str):
+            raise ProtocolError("a clear handshake message has no sender")
+        if kind == MessageType.EXCHANGE_1 and self.suite.commits_keys:
+            return self._receive_creator_keys(sender, message)
         if not self.is_creator:
             raise ProtocolError(f"user {sender} sent a join handshake to a non-creator")
+        if kind == EXCHANGE_REVEAL and self.suite.commits_keys:
+            return self._receive_reveal(sender, message)
+        if kind != MessageType.EXCHANGE_0:
+            raise ProtocolError(
+                f"a clear direct message of type {kind!r} is not allowed"
+            )
         if sender not in self.users or sender == self.user_id:
             raise ProtocolError(f"join handshake from unknown user {sender}")
         if sender in self.peers or sender in self.verified_users:
@@ -366,27 +444,76 @@ class RoomSession:
             # already in the handshake or verified: whoever sends it is not them.
             raise ProtocolError(f"repeated join handshake for user {sender}; ignored")
         try:
-            keys = self.suite.load_peer(message)
+            self._check_profile(sender, message)
+        except ProfileError as exc:
+            return self._error(exc) + self._kick(sender, "other profile")
+        public_data = message.get("publicData")
+        if self.suite.commits_keys:
+            commitment = message.get("commitment")
+            if not isinstance(commitment, str):
+                error = ProtocolError(f"user {sender} sent no key commitment")
+                return self._error(error) + self._kick(sender, "no commitment")
+            self.peers[sender] = Peer(
+                sender, public_data=public_data, commitment=commitment
+            )
+            return [CheckData("public", sender, public_data)]
+        try:
+            keys = self._load_signed_keys(sender, message)
         except CryptoError as exc:
             return self._error(exc) + self._kick(sender, "invalid keys")
+        self.peers[sender] = Peer(sender, keys=keys, public_data=public_data)
+        return [CheckData("public", sender, public_data)]
+
+    def _load_signed_keys(self, sender: str, message: dict[str, Any]) -> PeerKeys:
+        keys = self.suite.load_peer(message)
         if not self.suite.verify_exchange(keys, message.get("signature")):
-            error = CryptoError(f"user {sender} sent an invalid exchange key signature")
-            return self._error(error) + self._kick(sender, "invalid signature")
-        self.peers[sender] = Peer(
-            sender, keys=keys, public_data=message.get("publicData")
-        )
-        return [CheckData("public", sender, message.get("publicData"))]
+            raise CryptoError(f"user {sender} sent an invalid exchange key signature")
+        return keys
+
+    def _receive_creator_keys(
+        self, sender: str, message: dict[str, Any]
+    ) -> list[Action]:
+        """Take the creator's keys, sent in clear once this joiner committed."""
+        if self.is_creator or sender != self.creator_id or sender in self.peers:
+            raise ProtocolError(f"unexpected clear _X1 message from {sender}")
+        self._check_profile(sender, message)
+        keys = self._load_signed_keys(sender, message)
+        public_data = message.get("publicData")
+        self.peers[sender] = Peer(sender, keys=keys, public_data=public_data)
+        return [CheckData("public", sender, public_data)]
+
+    def _receive_reveal(self, sender: str, message: dict[str, Any]) -> list[Action]:
+        """Check a joiner's revealed keys against its commitment, then show the code."""
+        peer = self.peers.get(sender)
+        if peer is None or peer.commitment is None or peer.keys is not None:
+            raise ProtocolError(f"unexpected key reveal from {sender}")
+        if not self.suite.check_commitment(message, peer.commitment):
+            error = VerificationError(
+                f"user {sender} revealed keys it did not commit to"
+            )
+            return self._error(error) + self._kick(sender, "commitment mismatch")
+        try:
+            peer.keys = self._load_signed_keys(sender, message)
+        except CryptoError as exc:
+            return self._error(exc) + self._kick(sender, "invalid keys")
+        return self._show_code(peer)
 
     def _open_direct(
         self, frame: Frame
     ) -> tuple[dict[str, Any], PeerKeys, Peer | None]:
-        """Decrypt a direct frame, then check its signature with the sender's key.
+        """Decrypt a direct frame and prove its sender.
 
-        The signature is checked after decryption because the creator's signing key
-        arrives inside its first direct message (``_X1``). Returns the message, the
-        sender's keys and the sender's peer record (None before ``_X1``).
+        Returns the message, the sender's keys and the sender's peer record (None
+        before the roupn 0.1 ``_X1``). Suites whose header names the sender open the
+        frame with that sender's pairwise key, which proves it, and reject a counter
+        that is not above the last one. Otherwise the frame is decrypted first and
+        its signature checked with the sender's key, because the roupn 0.1 creator's
+        signing key arrives inside its first direct message (``_X1``).
         """
         fields = {key: frame[key] for key in self.suite.direct_fields if key in frame}
+        header = self.suite.direct_header(fields)
+        if header.sender_id is not None:
+            return self._open_counted_direct(header.sender_id, header.counter, fields)
         message = self._loads(self.suite.open_direct(self.identity, None, fields))
         sender = message.get("sender")
         if not isinstance(sender, str):
@@ -403,6 +530,27 @@ class RoomSession:
         if not self.suite.verify_direct(keys, fields):
             raise DecryptionError(f"direct message signature from {sender} is invalid")
         return message, keys, peer
+
+    def _open_counted_direct(
+        self, sender: str, counter: int | None, fields: dict[str, bytes]
+    ) -> tuple[dict[str, Any], PeerKeys, Peer | None]:
+        peer = self.peers.get(sender)
+        if peer is None or peer.pairwise_key is None:
+            raise ProtocolError(f"direct message from {sender}, who has no keys here")
+        context = self._context(0, peer.pairwise_key)
+        message = self._loads(
+            self.suite.open_direct(self.identity, peer.keys, fields, context)
+        )
+        if message.get("sender") != sender:
+            raise ProtocolError(f"direct message from {sender} names another sender")
+        last = self._seen_direct.get(sender, 0)
+        if counter is None or counter <= last:
+            raise ReplayError(
+                f"direct message {counter} from {sender} was already received or "
+                f"arrived after message {last}: replayed or reordered"
+            )
+        self._seen_direct[sender] = counter
+        return message, peer.keys, peer
 
     def _receive_direct(self, frame: Frame, relay_time: int | None) -> list[Action]:
         message, keys, peer = self._open_direct(frame)
@@ -430,6 +578,8 @@ class RoomSession:
             return [CheckData("private", sender, message.get("privateData"))]
         if kind == MessageType.EXCHANGE_4:
             return self._receive_room_key(sender, message)
+        if kind == EXCHANGE_REKEY:
+            return self._receive_new_room_key(sender, message)
         if kind in HANDSHAKE_TYPES or (isinstance(kind, str) and kind.startswith("_")):
             raise ProtocolError(f"unexpected {kind} message from {sender}")
         if sender not in self.verified_users:
@@ -464,21 +614,42 @@ class RoomSession:
         return [self._direct(peer, reply)]
 
     def _public_data_accepted(self, peer: Peer) -> list[Action]:
-        peer.pairwise_key = self.suite.pairwise_key(self.identity, peer.keys)
-        peer.verification_code = self.suite.verification_code(
-            self.room_code, peer.pairwise_key, self.verification_code_length
-        )
-        actions: list[Action] = []
+        if not self.suite.commits_keys:
+            actions = self._show_code(peer)
+            if self.is_creator:
+                answer = {
+                    "type": MessageType.EXCHANGE_1.value,
+                    "publicData": self.options.public_data,
+                    **self.suite.public_fields(self.identity),
+                }
+                actions.insert(0, self._direct(peer, answer))
+            return actions
         if self.is_creator:
+            # The joiner has committed to its keys, so the creator can show its own.
             answer = {
                 "type": MessageType.EXCHANGE_1.value,
                 "publicData": self.options.public_data,
                 **self.suite.public_fields(self.identity),
+                "signature": self.suite.sign_exchange(self.identity),
+                **self._profile_field(),
             }
-            actions.append(self._direct(peer, answer))
+            return [self._clear_direct(peer.user_id, answer)]
+        reveal = {
+            "type": EXCHANGE_REVEAL,
+            **self.suite.public_fields(self.identity),
+            "signature": self.suite.sign_exchange(self.identity),
+        }
+        return [self._clear_direct(peer.user_id, reveal), *self._show_code(peer)]
+
+    def _show_code(self, peer: Peer) -> list[Action]:
+        peer.pairwise_key = self.suite.pairwise_key(
+            self.identity, peer.keys, self.room_code
+        )
+        peer.verification_code = self.suite.verification_code(
+            self.room_code, peer.pairwise_key, self.verification_code_length
+        )
         code_event = {"userId": peer.user_id, "code": peer.verification_code}
-        actions.append(Notice("on_user_verification_code", (code_event,)))
-        return actions
+        return [Notice("on_user_verification_code", (code_event,))]
 
     def verify_user(self, user_id: str, code: str) -> tuple[bool, list[Action]]:
         """Compare the code a joiner read out with this creator's code for them."""
@@ -496,43 +667,111 @@ class RoomSession:
             reply["privateData"] = self.options.private_data
         return True, [self._direct(peer, reply)]
 
-    def _admit(self, peer: Peer) -> list[Action]:
+    def _key_message(self, kind: str) -> dict[str, Any]:
         assert self.room_key is not None
-        self.verified_users.add(peer.user_id)
-        verified = {"type": MessageType.USER_VERIFIED.value, "userId": peer.user_id}
-        key = {
-            "type": MessageType.EXCHANGE_4.value,
+        message: dict[str, Any] = {
+            "type": kind,
             "sharedKey": self.suite.export_room_key(self.room_key),
         }
+        if self.suite.rekeys:
+            message["epoch"] = self.epoch
+        return message
+
+    def _admit(self, peer: Peer) -> list[Action]:
+        self.verified_users.add(peer.user_id)
+        verified = {"type": MessageType.USER_VERIFIED.value, "userId": peer.user_id}
         return [
             self._control(verified),
-            self._direct(peer, key),
+            self._direct(peer, self._key_message(MessageType.EXCHANGE_4.value)),
             Notice("on_user_verified", (peer.user_id,)),
         ]
 
+    def _rekey(self) -> list[Action]:
+        """Make the next epoch's room key and send it to every remaining member.
+
+        A member who left or was kicked keeps only the old keys, so it cannot read
+        anything sent from now on.
+        """
+        self.epoch += 1
+        self.room_keys[self.epoch] = self.suite.new_room_key()
+        self._room_counter = 0
+        logger.info("room key renewed: epoch %d", self.epoch)
+        message = self._key_message(EXCHANGE_REKEY)
+        return [
+            self._direct(peer, message)
+            for user_id, peer in self.peers.items()
+            if user_id in self.verified_users and peer.pairwise_key is not None
+        ]
+
+    def _import_epoch_key(self, message: dict[str, Any]) -> int:
+        key = self.suite.import_room_key(message.get("sharedKey"))
+        epoch = message.get("epoch", 0)
+        if (
+            not isinstance(epoch, int)
+            or isinstance(epoch, bool)
+            or not 0 <= epoch < 2**32
+        ):
+            raise MessageError(f"room key message has an invalid epoch: {epoch!r}")
+        if epoch < self.epoch:
+            raise ProtocolError(f"room key for old epoch {epoch} ignored")
+        self.room_keys[epoch] = key
+        if epoch != self.epoch:
+            self._room_counter = 0
+        self.epoch = epoch
+        return epoch
+
     def _receive_room_key(self, sender: str, message: dict[str, Any]) -> list[Action]:
-        if self.is_creator or sender != self.creator_id:
+        if self.is_creator or sender != self.creator_id or self.room_keys:
             raise ProtocolError(f"unexpected _X4 message from {sender}")
-        self.room_key = self.suite.import_room_key(message.get("sharedKey"))
+        self._import_epoch_key(message)
         assert self.user_id is not None
         self.verified_users.add(self.user_id)
         actions: list[Action] = [Notice("on_user_verified", (self.user_id,))]
+        actions += self._replay_buffer()
+        return actions + self._set_state(ConnectionState.CONNECTED)
+
+    def _receive_new_room_key(
+        self, sender: str, message: dict[str, Any]
+    ) -> list[Action]:
+        if self.is_creator or sender != self.creator_id or not self.room_keys:
+            raise ProtocolError(f"unexpected {EXCHANGE_REKEY} message from {sender}")
+        self._import_epoch_key(message)
+        return self._replay_buffer()
+
+    def _replay_buffer(self) -> list[Action]:
+        """Handle the buffered room messages whose key has arrived since."""
+        actions: list[Action] = []
         deadline = self._clock() - self.message_buffer_max_duration
-        while self._buffer:
-            buffered = self._buffer.popleft()
+        waiting = list(self._buffer)
+        self._buffer.clear()
+        for buffered in waiting:
             if buffered.received_at >= deadline:
                 actions += self.receive(buffered.frame)
-        return actions + self._set_state(ConnectionState.CONNECTED)
+        return actions
 
     # Room messages.
 
     def _receive_room(self, frame: Frame, relay_time: int | None) -> list[Action]:
-        if self.room_key is None:
+        fields = {key: frame[key] for key in self.suite.room_fields if key in frame}
+        header = self.suite.room_header(fields)
+        room_key = self.room_keys.get(header.epoch)
+        if room_key is None:
+            # Before the joiner's first key, or a message of an epoch whose key is
+            # still on its way: kept until the key arrives (bounded buffer).
             self._buffer.append(_Buffered(self._clock(), frame))
             return []
-        fields = {key: frame[key] for key in self.suite.room_fields if key in frame}
-        message = self._loads(self.suite.open_room(self.room_key, fields))
+        context = MessageContext(self.room_code, header.sender_id or "", header.epoch)
+        message = self._loads(self.suite.open_room(room_key, fields, context))
         sender = message.get("sender")
+        actions: list[Action] = []
+        if header.sender_id is not None:
+            if sender != header.sender_id:
+                raise ProtocolError(
+                    f"room message from {header.sender_id} names another sender"
+                )
+            actions += self._check_room_counter(
+                header.sender_id, header.epoch, header.counter
+            )
         delay, offset, adjusted = self._timing(message, relay_time)
         received = Message(
             message,
@@ -542,7 +781,26 @@ class RoomSession:
             offset,
             adjusted,
         )
-        return [Notice("on_message", (received,))]
+        return [*actions, Notice("on_message", (received,))]
+
+    def _check_room_counter(
+        self, sender: str, epoch: int, counter: int | None
+    ) -> list[Action]:
+        last = self._seen_room.get((sender, epoch), 0)
+        if counter is None or counter <= last:
+            raise ReplayError(
+                f"room message {counter} of epoch {epoch} from {sender} was already "
+                f"received or arrived after message {last}: replayed or reordered"
+            )
+        self._seen_room[(sender, epoch)] = counter
+        if counter > last + 1:
+            # The relay dropped messages; report it, then show what arrived.
+            missing = ReplayError(
+                f"room messages {last + 1} to {counter - 1} of epoch {epoch} from "
+                f"{sender} never arrived"
+            )
+            return self._error(missing)
+        return []
 
     # Methods the user calls.
 
@@ -564,7 +822,11 @@ class RoomSession:
             )
         stamped = self._stamp(message)
         plaintext = self.serializer.dumps(stamped)
-        return SendFrame(self.suite.seal_room(self.room_key, plaintext)), stamped
+        self._room_counter += 1
+        context = self._context(self._room_counter)
+        return SendFrame(
+            self.suite.seal_room(self.room_key, plaintext, context)
+        ), stamped
 
     def seal_direct_message(self, user_id: str, data: dict[str, Any]) -> SendFrame:
         """Encrypt a direct message to one member this client exchanged keys with."""

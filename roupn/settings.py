@@ -23,6 +23,15 @@ class Settings:
     serializer: str = "json"
     diff_strategy: str = "snapshot"
 
+    @classmethod
+    def native(cls, **choices: str) -> Settings:
+        """Return the native profile: the ``nacl`` suite and ``msgpack`` binary frames.
+
+        Faster and stronger than roupn 0.1, for rooms whose members all use roupn for
+        Python; needs ``pip install 'roupn[nacl,msgpack]'``.
+        """
+        return cls(**{"cipher_suite": "nacl", "serializer": "msgpack", **choices})
+
     def load_transport(self) -> Transport:
         """Make the chosen transport; raises if it is unknown or not installed."""
         return cast(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from base64 import b64decode
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -14,6 +14,7 @@ import pytest
 import roupn
 from roupn import ConnectionState, Settings
 from roupn.errors import ConnectionClosedError, RoomNotFoundError
+from roupn.frames import Frame, decode_binary, decode_text, encode_binary, encode_text
 from roupn.testing import EventRecorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("quick_keys")]
@@ -21,9 +22,20 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("quick_keys")]
 TIMEOUT = 20
 
 
+PROFILES = {
+    "roupn-0.1": Settings(),
+    "native": Settings.native(),
+}
+
+
 @pytest.fixture(params=["memory", "websockets"])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    return Settings(transport=request.param)
+def transport_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=list(PROFILES))
+def settings(request: pytest.FixtureRequest, transport_name: str) -> Settings:
+    return replace(PROFILES[request.param], transport=transport_name)
 
 
 @pytest.fixture
@@ -212,7 +224,7 @@ async def test_relay_forwards_only_ciphertext(
     relay: roupn.ServerConnector, settings: Settings
 ) -> None:
     secrets = ["room-secret-4f1c", "direct-secret-9a7e", "private-secret-77b2"]
-    forwarded: list[str] = []
+    forwarded: list[str | bytes] = []
     relay.add_listener(
         "on_room_message", lambda code, user, frame: forwarded.append(frame)
     )
@@ -237,8 +249,11 @@ async def test_relay_forwards_only_ciphertext(
                 assert secret.encode() not in layer, f"{secret} readable in a frame"
 
 
-def _decoded_layers(frame: str) -> list[bytes]:
+def _decoded_layers(frame: str | bytes) -> list[bytes]:
     """Return the frame and every segment decoded once and twice from base64."""
+    if isinstance(frame, bytes):
+        # Binary frames carry raw values: a readable secret would appear as is.
+        return [frame]
     layers = [frame.encode()]
     for segment in frame.split("|"):
         _, _, value = segment.partition(":")
@@ -371,16 +386,16 @@ async def test_raw_protocol_refusals(
 
         async with transport.connect(join) as raw:
             with anyio.fail_after(TIMEOUT):
-                joined = _segments(await raw.receive())
+                joined = _segments(settings, await raw.receive())
             assert joined["S"]["type"] == "_RJ"
             mallory = joined["S"]["userId"]
             await alice_events.wait_for("on_user_join", lambda user: user == mallory)
 
             # Control messages from a non-creator are ignored.
-            await raw.send(_control({"type": "_RC"}))
-            await raw.send(_control({"type": "_UV", "userId": mallory}))
+            await raw.send(_control(settings, {"type": "_RC"}))
+            await raw.send(_control(settings, {"type": "_UV", "userId": mallory}))
             # Room frames from an unverified user are not forwarded.
-            await raw.send("I:YWJj|E:YWJj")
+            await raw.send(_encode(settings, {"I": b"abc", "E": b"abc"}))
             await anyio.sleep(0.2)
             room = relay.get_room(code)
             assert room is not None
@@ -389,7 +404,10 @@ async def test_raw_protocol_refusals(
             assert alice_events.of("on_message") == []
 
             # A malformed frame closes only the sender.
-            await raw.send("U:!!!|U:!!!")
+            duplicate = "U:!!!|U:!!!"
+            if settings.load_serializer().binary:
+                duplicate = encode_binary({"U": b"a"}) * 2  # type: ignore[assignment]
+            await raw.send(duplicate)
             with (
                 anyio.fail_after(TIMEOUT),
                 pytest.raises(ConnectionClosedError) as info,
@@ -404,19 +422,21 @@ async def test_raw_protocol_refusals(
         assert relay.get_room(code) is not None
 
 
-def _control(message: dict[str, Any]) -> str:
-    from base64 import b64encode
+def _encode(settings: Settings, frame: Frame) -> str | bytes:
+    if settings.load_serializer().binary:
+        return encode_binary(frame)
+    return encode_text(frame)
 
-    return "S:" + b64encode(json.dumps(message).encode()).decode()
+
+def _control(settings: Settings, message: dict[str, Any]) -> str | bytes:
+    return _encode(settings, {"S": settings.load_serializer().dumps(message)})
 
 
-def _segments(frame: str | bytes) -> dict[str, Any]:
-    assert isinstance(frame, str)
-    out: dict[str, Any] = {}
-    for segment in frame.split("|"):
-        key, _, value = segment.partition(":")
-        decoded = b64decode(value)
-        out[key] = json.loads(decoded) if key == "S" else decoded
+def _segments(settings: Settings, data: str | bytes) -> dict[str, Any]:
+    frame = decode_binary(data) if isinstance(data, bytes) else decode_text(data)
+    out: dict[str, Any] = dict(frame)
+    if "S" in frame:
+        out["S"] = settings.load_serializer().loads(frame["S"])
     return out
 
 
@@ -430,7 +450,7 @@ async def test_creator_secret_reuse_refused(
     )
     async with transport.connect(url) as creator:
         with anyio.fail_after(TIMEOUT):
-            joined = _segments(await creator.receive())
+            joined = _segments(settings, await creator.receive())
         assert joined["S"]["userId"] == ticket.user_id
         async with transport.connect(url) as replay:
             with (
@@ -460,7 +480,7 @@ async def test_create_room_http_errors(
     assert relay.get_room_count() == 0
     response = await transport.http_get(relay.url + "/create-room?limit=3")
     assert response.status == 200
-    ticket = json.loads(response.body)
+    ticket = settings.load_serializer().loads(response.body)
     room = relay.get_room(ticket["roomCode"])
     assert room is not None
     assert room.max_users == 3

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from roupn.errors import CryptoError, DecryptionError
 from roupn.hookspecs import hookimpl
+from roupn.interfaces import MessageContext, MessageHeader
 from roupn.messages import CODE_ALPHABET
 from roupn.plugins import Backend
 
@@ -115,6 +116,8 @@ class WebcryptoSuite:
     name: ClassVar[str] = "webcrypto"
     room_fields: ClassVar[tuple[str, ...]] = ("E", "I")
     direct_fields: ClassVar[tuple[str, ...]] = ("V", "K", "P", "G")
+    commits_keys: ClassVar[bool] = False
+    rekeys: ClassVar[bool] = False
 
     # Identities and peers.
 
@@ -205,7 +208,9 @@ class WebcryptoSuite:
 
     # Pairwise keys and verification codes.
 
-    def pairwise_key(self, identity: WebcryptoIdentity, peer: WebcryptoPeer) -> bytes:
+    def pairwise_key(
+        self, identity: WebcryptoIdentity, peer: WebcryptoPeer, room_code: str = ""
+    ) -> bytes:
         """Return the 32-byte ECDH shared secret, used as the key without a KDF."""
         return identity.exchange_key.exchange(ec.ECDH(), peer.exchange_key)
 
@@ -250,7 +255,25 @@ class WebcryptoSuite:
             )
         return room_key
 
-    def seal_room(self, room_key: bytes, plaintext: bytes) -> dict[str, bytes]:
+    def commitment(self, identity: WebcryptoIdentity) -> str:
+        """Return an empty commitment: roupn 0.1 signs the exchange key instead."""
+        return ""
+
+    def check_commitment(self, fields: Mapping[str, Any], commitment: Any) -> bool:
+        """Return True: roupn 0.1 has no commitment step."""
+        return True
+
+    def room_header(self, fields: Mapping[str, bytes]) -> MessageHeader:
+        """Return an empty header: roupn 0.1 room messages carry no counter."""
+        return MessageHeader(None, 0, None)
+
+    def direct_header(self, fields: Mapping[str, bytes]) -> MessageHeader:
+        """Return an empty header: the sender is inside the encrypted message."""
+        return MessageHeader(None, 0, None)
+
+    def seal_room(
+        self, room_key: bytes, plaintext: bytes, context: MessageContext | None = None
+    ) -> dict[str, bytes]:
         """Encrypt a room message under a fresh random IV.
 
         Raises:
@@ -262,7 +285,12 @@ class WebcryptoSuite:
         # The JavaScript client writes ``I`` before ``E``, and this order matches it.
         return {"I": iv, "E": aes.encrypt(iv, plaintext, None)}
 
-    def open_room(self, room_key: bytes, fields: Mapping[str, bytes]) -> bytes:
+    def open_room(
+        self,
+        room_key: bytes,
+        fields: Mapping[str, bytes],
+        context: MessageContext | None = None,
+    ) -> bytes:
         """Decrypt a room message from its ``E`` and ``I`` fields.
 
         Raises:
@@ -277,7 +305,11 @@ class WebcryptoSuite:
     # Direct messages.
 
     def seal_direct(
-        self, identity: WebcryptoIdentity, peer: WebcryptoPeer, plaintext: bytes
+        self,
+        identity: WebcryptoIdentity,
+        peer: WebcryptoPeer,
+        plaintext: bytes,
+        context: MessageContext | None = None,
     ) -> dict[str, bytes]:
         """Encrypt a direct message to ``peer`` under a one-time key, and sign it.
 
@@ -297,6 +329,7 @@ class WebcryptoSuite:
         identity: WebcryptoIdentity,
         peer: WebcryptoPeer | None,
         fields: Mapping[str, bytes],
+        context: MessageContext | None = None,
     ) -> bytes:
         """Unwrap the one-time key and decrypt, checking the signature first if given.
 

@@ -1,0 +1,96 @@
+"""The ``snapshot`` diff strategy: compare the document with a private copy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from roupn.changes import Change, apply_changes, copy_json, diff
+from roupn.errors import MessageError
+
+__all__ = ["SnapshotStrategy", "SnapshotTracker"]
+
+logger = logging.getLogger(__name__)
+
+
+class SnapshotTracker:
+    """Tracks a plain dict by comparing it with a copy of the state last taken.
+
+    The copy is the state the other members have: the document as of the last
+    :meth:`take_changes`, plus the changes applied since. Taking the changes walks
+    the whole document, but skips through unchanged values by identity.
+    """
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self._document = document
+        self._snapshot: dict[str, Any] = copy_json(document)
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The tracked dict itself, edited in place."""
+        return self._document
+
+    def take_changes(self) -> list[Change]:
+        """Return the changes since the last call, from comparing with the copy.
+
+        Raises:
+            TypeError: the document contains something that is not JSON.
+        """
+        changes = diff(self._snapshot, self._document, copy_old=False)
+        if changes:
+            # The old values are parts of the copy, and applying the changes to
+            # it detaches them, so the changes own them from here on.
+            apply_changes(self._snapshot, changes, inverse=False)
+        return changes
+
+    def apply(self, changes: list[Change]) -> list[Change]:
+        """Apply changes from any sender to the document and to the copy.
+
+        If the changes apply to the document but not to the copy, because they
+        conflict with changes not taken yet, the copy stays as it was, as it
+        would on a member that rejected them. The next :meth:`take_changes` then
+        carries their effect.
+
+        Raises:
+            MessageError: a change does not apply to the document; nothing changed.
+        """
+        inverse = apply_changes(self._document, changes)
+        try:
+            apply_changes(self._snapshot, changes, inverse=False)
+        except MessageError as exc:
+            logger.debug("changes apply to the document but not to its copy: %s", exc)
+        return inverse
+
+    def replace(self, document: dict[str, Any]) -> None:
+        """Make the document and the copy equal to ``document``.
+
+        Raises:
+            TypeError: ``document`` contains something that is not JSON.
+        """
+        items = copy_json(document)
+        self._snapshot = copy_json(document)
+        self._document.clear()
+        self._document.update(items)
+
+
+class SnapshotStrategy:
+    """Finds changes by comparing the document with a copy of the last state.
+
+    The user edits the dict passed to :meth:`track` as an ordinary dict. Taking
+    the changes costs a walk over the whole document, and the copy doubles the
+    memory the document takes.
+    """
+
+    name: ClassVar[str] = "snapshot"
+
+    def track(self, document: dict[str, Any]) -> SnapshotTracker:
+        """Track ``document`` in place.
+
+        Raises:
+            TypeError: ``document`` contains something that is not JSON.
+        """
+        return SnapshotTracker(document)
+
+    def diff(self, old: Any, new: Any) -> list[Change]:
+        """Return the changes that turn ``old`` into ``new``; mutate neither."""
+        return diff(old, new)
