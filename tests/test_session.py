@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from roupn.errors import DecryptionError, ProtocolError, VerificationError
-from roupn.frames import Frame, decode_text, encode_text
+from roupn.frames import Frame, decode_binary, decode_text, encode_binary, encode_text
 from roupn.messages import ConnectionState
 from roupn.relay import Close, JoinRefused, RelayState, Send
 from roupn.session import (
@@ -37,13 +37,16 @@ class FakeClock:
 class Room:
     """A relay and its members' sessions, passing frames through queues."""
 
-    def __init__(self) -> None:
-        settings = Settings()
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or Settings()
         self.suite = settings.load_cipher_suite()
         self.serializer = settings.load_serializer()
         self.clock = FakeClock()
         self.relay = RelayState(
-            dumps=self.serializer.dumps, loads=self.serializer.loads, clock=self.clock
+            dumps=self.serializer.dumps,
+            loads=self.serializer.loads,
+            clock=self.clock,
+            binary=self.serializer.binary,
         )
         self.ticket = self.relay.create_room()
         self.sessions: dict[str, RoomSession] = {}
@@ -51,17 +54,27 @@ class Room:
         self.closed: dict[str, tuple[int, str]] = {}
         self.accept: Callable[[CheckData], bool] = lambda check: True
         # Frames on their way to a user, which a test may hold back or tamper with.
-        self.inbox: deque[tuple[str, str]] = deque()
+        self.inbox: deque[tuple[str, str | bytes]] = deque()
         self.tamper: Callable[[str, Frame], Frame] | None = None
+        # Frames for these users wait in ``held`` instead of being delivered.
+        self.hold: set[str] = set()
+        self.held: list[tuple[str, str | bytes]] = []
 
-    def add(self, creator: bool = False, **options: Any) -> str:
+    def encode(self, frame: Frame) -> str | bytes:
+        return encode_binary(frame) if self.serializer.binary else encode_text(frame)
+
+    def decode(self, data: str | bytes) -> Frame:
+        return decode_binary(data) if isinstance(data, bytes) else decode_text(data)
+
+    def add(self, creator: bool = False, suite: Any = None, **options: Any) -> str:
+        suite = suite or self.suite
         session = RoomSession(
-            suite=self.suite,
+            suite=suite,
             serializer=self.serializer,
-            identity=self.suite.generate_identity(),
+            identity=suite.generate_identity(),
             room_code=self.ticket.room_code,
             options=RoomOptions(**options),
-            room_key=self.suite.new_room_key() if creator else None,
+            room_key=suite.new_room_key() if creator else None,
             clock=self.clock,
         )
         secret = self.ticket.creator_secret if creator else None
@@ -84,9 +97,8 @@ class Room:
     def run(self, actions: list[Any], user_id: str) -> None:
         for action in actions:
             if isinstance(action, SendFrame):
-                self._relay_actions(
-                    self.relay.receive(user_id, encode_text(action.frame))
-                )
+                frame = self.encode(action.frame)
+                self._relay_actions(self.relay.receive(user_id, frame))
             elif isinstance(action, Notice):
                 self.notices[user_id].append(action)
             elif isinstance(action, CheckData):
@@ -103,10 +115,13 @@ class Room:
             if not self.inbox:
                 return
             user_id, text = self.inbox.popleft()
+            if user_id in self.hold:
+                self.held.append((user_id, text))
+                continue
             session = self.sessions.get(user_id)
             if session is None:
                 continue
-            frame = decode_text(text)
+            frame = self.decode(text)
             if self.tamper is not None:
                 frame = self.tamper(user_id, frame)
             self.run(session.receive(frame), user_id)
@@ -129,8 +144,8 @@ class Room:
         self.deliver()
 
 
-def room_with_joiner() -> tuple[Room, str, str]:
-    room = Room()
+def room_with_joiner(settings: Settings | None = None) -> tuple[Room, str, str]:
+    room = Room(settings)
     creator = room.add(creator=True)
     joiner = room.add()
     room.deliver()
