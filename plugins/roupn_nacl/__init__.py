@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 import struct
@@ -74,6 +75,7 @@ def _b64(data: bytes) -> str:
     return b64encode(data).decode("ascii")
 
 
+@functools.lru_cache(maxsize=1024)
 def _sender_bytes(sender_id: str) -> bytes:
     try:
         return uuid.UUID(sender_id).bytes
@@ -245,9 +247,12 @@ class NaclSuite:
         return plaintext
 
     @staticmethod
-    def _associated(kind: bytes, context: MessageContext | None) -> bytes:
-        room = context.room_code.encode("utf-8") if context else b""
-        return b"roupn " + kind + b"\x00" + room
+    @functools.lru_cache(maxsize=256)
+    def _associated_for(kind: bytes, room_code: str) -> bytes:
+        return b"roupn " + kind + b"\x00" + room_code.encode("utf-8")
+
+    def _associated(self, kind: bytes, context: MessageContext | None) -> bytes:
+        return self._associated_for(kind, context.room_code if context else "")
 
     def seal_room(
         self, room_key: bytes, plaintext: bytes, context: MessageContext | None = None
