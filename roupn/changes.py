@@ -27,6 +27,7 @@ from .interfaces import Change
 
 __all__ = [
     "Change",
+    "Copier",
     "apply_changes",
     "copy_json",
     "diff",
@@ -42,6 +43,7 @@ _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _CHANGE_TYPES: Final = ("set", "delete")
 
 Path = tuple[str, ...]
+# Makes the value to store from a value to copy.
 Copier = Callable[[Any], Any]
 
 # How many elements past a changed array element the diff looks for the element
@@ -417,7 +419,7 @@ def apply_changes(
         for index, change in enumerate(changes):
             applier.start(index, validate_change(change, index))
             if change["type"] == "set":
-                applier.set(change["path"], change["new"])
+                applier.set(change["path"], change["new"], insert="old" not in change)
             else:
                 applier.delete(change["path"])
     except Exception:
@@ -568,7 +570,7 @@ class _Applier:
 
     # Steps.
 
-    def set(self, path: list[str], new: Any) -> None:
+    def set(self, path: list[str], new: Any, insert: bool = False) -> None:
         if not path:
             self.set_root(new)
             return
@@ -579,9 +581,12 @@ class _Applier:
             container[key] = self.value(new)
         else:
             key = self.position(container, path[-1], allow_end=True)
-            if key == len(container):
+            if key == len(container) or insert:
+                # A set without ``old`` was made where the element did not exist:
+                # a concurrent append ordered before it took the index, so it is
+                # inserted there and neither element is lost.
                 previous = _MISSING
-                container.append(self.value(new))
+                container.insert(key, self.value(new))
             else:
                 previous = container[key]
                 container[key] = self.value(new)

@@ -32,7 +32,7 @@ class SharedDocument:
         window_per_user: int = 16,
     ) -> None:
         self._tracker = strategy.track(document)
-        self.log = UpdateLog(self._tracker.apply, window_per_user)
+        self.log = UpdateLog(self._tracker.apply, window_per_user, self._tracker.revert)
 
     @property
     def document(self) -> dict[str, Any]:
@@ -46,7 +46,7 @@ class SharedDocument:
 
     def record_local(self, key: UpdateKey, changes: list[Change]) -> None:
         """Record local edits that were sent under ``key``."""
-        self.log.add_applied(key, changes, invert(changes))
+        self.log.add_applied(key, changes)
 
     def receive_update(self, data: dict[str, Any]) -> bool:
         """Apply a ``_SU`` message in key order; return False if already applied.
@@ -105,19 +105,3 @@ def update_key(data: dict[str, Any], identifier: str) -> UpdateKey:
     if not isinstance(sender, str):
         raise MessageError(f"message has an invalid sender: {sender!r}")
     return (sender_time, sender, identifier)
-
-
-def invert(changes: list[Change]) -> list[Change]:
-    """Return the changes that undo ``changes``, from their ``old`` values.
-
-    This holds for changes whose ``old`` values are this document's own, such as
-    local edits, and whose list deletes are at the end of their list.
-    """
-    inverse = []
-    for change in reversed(changes):
-        path = change["path"]
-        if "old" in change:
-            inverse.append({"type": "set", "path": path, "new": change["old"]})
-        else:
-            inverse.append({"type": "delete", "path": path})
-    return inverse

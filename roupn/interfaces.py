@@ -388,6 +388,16 @@ class DocumentTracker(Protocol):
         """
         ...
 
+    def revert(self, changes: list[Change]) -> None:
+        """Undo changes applied to the document, from their ``old`` values, unrecorded.
+
+        Used for the user's own changes, whose ``old`` values are this document's.
+
+        Raises:
+            MessageError: a change does not fit the document; nothing changed.
+        """
+        ...
+
     def replace(self, document: dict[str, Any]) -> None:
         """Make the live document equal to ``document`` in place (a full sync).
 

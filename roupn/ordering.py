@@ -30,7 +30,8 @@ UpdateKey = tuple[int, str, str]
 class _Entry:
     key: UpdateKey
     changes: list[Change]
-    undo: list[Change] = field(default_factory=list)
+    # None: undone by reverting ``changes`` from their own ``old`` values.
+    undo: list[Change] | None = field(default_factory=list)
 
 
 class UpdateLog:
@@ -46,13 +47,17 @@ class UpdateLog:
     """
 
     def __init__(
-        self, apply: Callable[[list[Change]], list[Change]], window_per_user: int = 16
+        self,
+        apply: Callable[[list[Change]], list[Change]],
+        window_per_user: int = 16,
+        revert: Callable[[list[Change]], None] | None = None,
     ) -> None:
         if window_per_user < 1:
             raise ValueError(
                 f"window_per_user must be at least 1, not {window_per_user}"
             )
         self._apply = apply
+        self._revert = revert
         self.window_per_user = window_per_user
         self._entries: list[_Entry] = []
         self._keys: list[UpdateKey] = []
@@ -70,7 +75,7 @@ class UpdateLog:
         return list(self._keys)
 
     def add_applied(
-        self, key: UpdateKey, changes: list[Change], undo: list[Change]
+        self, key: UpdateKey, changes: list[Change], undo: list[Change] | None = None
     ) -> None:
         """Record an update already applied to the document, such as the user's own.
 
@@ -78,7 +83,7 @@ class UpdateLog:
         :meth:`insert`, after undoing it.
         """
         if self._keys and key <= self._keys[-1]:
-            self._apply(undo)
+            self._undo(_Entry(key, changes, undo))
             self.insert(key, changes)
             return
         self._entries.append(_Entry(key, changes, undo))
@@ -102,13 +107,21 @@ class UpdateLog:
             self.rollbacks += 1
             logger.debug("rolling back %d updates for a late update", len(later))
         for entry in reversed(later):
-            self._apply(entry.undo)
+            self._undo(entry)
         entry = _Entry(key, changes)
         self._reapply([entry, *later])
         self._entries.insert(index, entry)
         self._keys.insert(index, key)
         self._trim()
         return True
+
+    def _undo(self, entry: _Entry) -> None:
+        if entry.undo is not None:
+            self._apply(entry.undo)
+        elif self._revert is not None:
+            self._revert(entry.changes)
+        else:
+            raise ValueError("an update recorded without undo needs a revert function")
 
     def _reapply(self, entries: list[_Entry]) -> None:
         for entry in entries:

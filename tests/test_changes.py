@@ -653,3 +653,21 @@ def test_apply_stops_at_invalid_change(
     with pytest.raises(MessageError):
         apply_changes(document, changes)
     assert json_equal(document, old)
+
+
+def test_set_without_old_inserts_in_list() -> None:
+    """Two members append at the same index: the later one inserts, both survive."""
+    document: dict[str, Any] = {"todos": ["milk"]}
+    concurrent = [{"type": "set", "path": ["todos", "0"], "new": "bread"}]
+    inverse = apply_changes(document, concurrent)
+    assert document == {"todos": ["bread", "milk"]}
+    apply_changes(document, inverse)
+    assert document == {"todos": ["milk"]}
+
+
+def test_set_with_old_replaces_in_list() -> None:
+    document: dict[str, Any] = {"todos": ["milk"]}
+    apply_changes(
+        document, [{"type": "set", "path": ["todos", "0"], "old": "milk", "new": "oat"}]
+    )
+    assert document == {"todos": ["oat"]}

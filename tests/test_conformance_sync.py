@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from base64 import b64decode
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -81,7 +82,7 @@ def test_recording_has_update_per_step(session: dict[str, Any]) -> None:
 
 def test_diff_between_steps_applies(session: dict[str, Any]) -> None:
     steps = creator_steps(session)
-    for before, after in zip(steps, steps[1:], strict=False):
+    for before, after in pairwise(steps):
         changes = diff(before, after)
         document = copy_json(before)
         apply_changes(document, changes)

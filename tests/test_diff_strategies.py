@@ -172,6 +172,42 @@ def test_apply_conflict_with_pending(strategy: DiffStrategy) -> None:
 
 
 @by_name
+def test_revert_own_changes(strategy: DiffStrategy) -> None:
+    tracker = strategy.track(copy_json(START))
+    tracker.document["todos"].pop(0)
+    tracker.document["meta"]["count"] = 1
+    changes = tracker.take_changes()
+    tracker.revert(changes)
+    assert json_equal(tracker.document, START)
+    assert tracker.take_changes() == []
+
+
+@by_name
+def test_revert_keeps_pending_changes(strategy: DiffStrategy) -> None:
+    tracker = strategy.track(copy_json(START))
+    tracker.document["todos"].pop(0)
+    sent = tracker.take_changes()
+    tracker.document["todos"][0]["done"] = False
+    tracker.revert(sent)
+    assert tracker.document["todos"] == [TODO_0, {"text": "walk dog", "done": False}]
+
+    # The others revert the sent changes too, so they hold START again.
+    assert replayed(START, tracker.take_changes()) == tracker.document
+
+
+@by_name
+def test_revert_invalid_changes_nothing(strategy: DiffStrategy) -> None:
+    tracker = strategy.track(copy_json(START))
+    tracker.document["title"] = "local"
+    with pytest.raises(MessageError, match="cannot revert change 0"):
+        tracker.revert([{"type": "delete", "path": ["absent", "x"], "old": 1}])
+    assert tracker.document["title"] == "local"
+    assert tracker.take_changes() == [
+        {"type": "set", "path": ["title"], "new": "local", "old": "list"}
+    ]
+
+
+@by_name
 def test_replace_discards_pending(strategy: DiffStrategy) -> None:
     tracker = strategy.track(copy_json(START))
     document = tracker.document
@@ -234,8 +270,9 @@ def test_tracked_serializes_as_plain() -> None:
     _, document = tracked()
     assert json.dumps(document) == json.dumps(START)
     assert msgpack.unpackb(msgpack.packb(document)) == START
-    assert document == START
-    assert START == document
+    plain = copy_json(START)
+    assert document == plain
+    assert plain == document
 
 
 def test_tracked_copies_are_plain() -> None:
@@ -639,7 +676,7 @@ def test_document_into_itself_copied() -> None:
 
 
 def test_other_tracker_container_copied() -> None:
-    first, document = tracked()
+    _, document = tracked()
     second, other = tracked({"x": []})
     meta = document.pop("meta")
     other["x"].append(meta)
@@ -982,6 +1019,26 @@ def test_remote_changes_between_edits(
         except MessageError:
             others = copy_json(start)
         assert json_equal(replayed(others, tracker.take_changes()), tracker.document)
+
+
+@PROPERTY_SETTINGS
+@given(start=documents, data=st.data())
+def test_revert_sent_with_pending(start: dict[str, Any], data: st.DataObject) -> None:
+    # Undoing changes already sent, with newer edits waiting: the waiting
+    # changes must bring the others, who undo the same sent changes, to this
+    # document.
+    for strategy in STRATEGIES:
+        tracker = strategy.track(copy_json(start))
+        reference = copy_json(start)
+        edit_all(data, [tracker], reference)
+        sent = tracker.take_changes()
+        edit_all(data, [tracker], reference)
+        try:
+            tracker.revert(sent)
+        except MessageError:
+            assert json_equal(tracker.document, reference)
+            continue
+        assert json_equal(replayed(start, tracker.take_changes()), tracker.document)
 
 
 @PROPERTY_SETTINGS

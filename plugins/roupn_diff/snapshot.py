@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from roupn.changes import Change, apply_changes, copy_json, diff
+from roupn.changes import Change, apply_changes, copy_json, diff, revert_changes
 from roupn.errors import MessageError
 
 __all__ = ["SnapshotStrategy", "SnapshotTracker"]
@@ -60,6 +60,18 @@ class SnapshotTracker:
         except MessageError as exc:
             logger.debug("changes apply to the document but not to its copy: %s", exc)
         return inverse
+
+    def revert(self, changes: list[Change]) -> None:
+        """Undo changes in the document and in the copy, from their ``old`` values.
+
+        Raises:
+            MessageError: a change does not fit the document; nothing changed.
+        """
+        revert_changes(self._document, changes)
+        try:
+            revert_changes(self._snapshot, changes)
+        except MessageError as exc:
+            logger.debug("changes revert in the document but not in its copy: %s", exc)
 
     def replace(self, document: dict[str, Any]) -> None:
         """Make the document and the copy equal to ``document``.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from roupn.changes import (
     Change,
+    Copier,
     apply_changes,
     copy_json,
     diff,
@@ -27,6 +29,8 @@ from .containers import (
 __all__ = ["TrackedDict", "TrackedList", "TrackedStrategy", "TrackedTracker"]
 
 logger = logging.getLogger(__name__)
+
+_Result = TypeVar("_Result")
 
 
 class TrackedTracker:
@@ -55,47 +59,69 @@ class TrackedTracker:
     def apply(self, changes: list[Change]) -> list[Change]:
         """Apply changes from any sender to the document without recording them.
 
-        The recorded changes describe edits to the state before ``changes``. If
-        any are waiting to be taken, they are replaced by the difference between
-        that state with ``changes`` applied and the new document. That costs a
-        copy of the document, which applying with nothing waiting does not.
+        Changes waiting to be taken are rebased onto the result, as described
+        in :meth:`_rebase`.
 
         Raises:
             MessageError: a change does not apply to the document; nothing changed.
         """
-        log = self._log
-        if not log.changes:
-            return self._apply_unrecorded(changes)
-
-        # The state the other members have: the document without the waiting
-        # changes. It gets ``changes`` unless they do not apply to it, as on
-        # those members.
-        shared = copy_json(self._document)
-        revert_changes(shared, log.changes)
-        inverse = self._apply_unrecorded(changes)
-        try:
-            apply_changes(shared, changes, inverse=False)
-        except MessageError as exc:
-            logger.debug(
-                "changes apply to the document but not without the "
-                "changes waiting to be taken: %s",
-                exc,
+        return self._rebase(
+            lambda document, copy_new: apply_changes(
+                document, changes, copy_new=copy_new, copy_removed=copy_json
             )
-        log.changes = diff(shared, self._document, copy_old=False)
-        return inverse
+        )
 
-    def _apply_unrecorded(self, changes: list[Change]) -> list[Change]:
+    def revert(self, changes: list[Change]) -> None:
+        """Undo changes in the document from their ``old`` values, unrecorded.
+
+        Changes waiting to be taken are rebased onto the result, as described
+        in :meth:`_rebase`.
+
+        Raises:
+            MessageError: a change does not fit the document; nothing changed.
+        """
+        self._rebase(
+            lambda document, copy_new: revert_changes(
+                document, changes, copy_new=copy_new
+            )
+        )
+
+    def _rebase(
+        self, operation: Callable[[dict[str, Any], Copier], _Result]
+    ) -> _Result:
+        """Run an unrecorded operation on the document, keeping waiting changes right.
+
+        The recorded changes describe edits to the state the other members have.
+        When any are waiting to be taken, that state is rebuilt by reverting them
+        on a copy of the document, ``operation`` runs on it too, and the waiting
+        changes become the difference from it to the new document. That costs a
+        copy of the document, which an operation with nothing waiting does not.
+        If ``operation`` fails on the rebuilt state only, that state stays as it
+        was, as it would on a member that rejected the changes.
+        """
         log = self._log
+        shared = None
+        if log.changes:
+            shared = copy_json(self._document)
+            revert_changes(shared, log.changes)
+
         log.recording = False
         try:
-            return apply_changes(
-                self._document,
-                changes,
-                copy_new=self._convert,
-                copy_removed=copy_json,
-            )
+            result = operation(self._document, self._convert)
         finally:
             log.recording = True
+
+        if shared is not None:
+            try:
+                operation(shared, copy_json)
+            except MessageError as exc:
+                logger.debug(
+                    "changes fit the document but not the state without the "
+                    "changes waiting to be taken: %s",
+                    exc,
+                )
+            log.changes = diff(shared, self._document, copy_old=False)
+        return result
 
     def replace(self, document: dict[str, Any]) -> None:
         """Make the document equal to ``document`` and drop the changes waiting.
