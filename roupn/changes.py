@@ -18,7 +18,6 @@ compare by value, so ``0.0`` and ``-0.0`` are equal.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -36,20 +35,18 @@ __all__ = [
     "validate_change",
 ]
 
-logger = logging.getLogger(__name__)
-
 _MISSING: Final = object()
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 _CHANGE_TYPES: Final = ("set", "delete")
 
 Path = tuple[str, ...]
-# Makes the value to store from a value to copy.
+# A function that returns the value to store for a given value, usually a copy.
 Copier = Callable[[Any], Any]
 
-# How many elements past a changed array element the diff looks for the element
-# that the new array has there. Finding it there makes the elements before it
-# removed ones, one delete each; a longer run of removed elements is written as
-# changes to the elements that move into their places.
+# How many elements ahead the array diff searches for the element that the new
+# array has at a changed position. The elements skipped to reach it become
+# deletes. A longer run of removed elements shows as changes to the elements that
+# move into their places.
 _LOOKAHEAD: Final = 8
 
 
@@ -398,10 +395,10 @@ def apply_changes(
     The inverse changes are computed from the values that ``document`` held, not
     from the changes' ``old`` values, and undo everything when applied in the
     returned order. They may share values with ``changes``, never with
-    ``document``. Undoing a ``delete`` of an array element below the end takes
-    one ``set`` per element after it, with copies of those elements, because
-    changes cannot insert; pass ``inverse=False`` to skip building the inverse
-    and get an empty list.
+    ``document``. Changes cannot insert, so undoing a ``delete`` of an array
+    element below the end takes one ``set`` per element after it, with copies of
+    those elements. Pass ``inverse=False`` to skip building the inverse and get an
+    empty list.
 
     ``copy_new`` makes the value that goes into ``document`` from a change's
     ``new`` value, so that ``document`` never shares values with ``changes``.
@@ -440,8 +437,8 @@ def revert_changes(
 
     Raises:
         MessageError: a change is invalid, a ``delete`` has no ``old`` value, or a
-            path does not fit ``document``; the changes already reverted are
-            applied again, so ``document`` is as it was.
+            path does not fit ``document``. The changes already reverted are
+            applied again first, so ``document`` is as it was.
     """
     if not isinstance(changes, list):
         raise MessageError(f"changes are a {type(changes).__name__}, not a list")

@@ -1,8 +1,9 @@
-"""The ``roupn`` command: run a relay, try a demo, list plugins."""
+"""The ``roupn`` command: run a relay, try a demo, list plugins, run benchmarks."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,83 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _optional_limit(text: str) -> int | None:
+    """Parse a whole-number limit where 0 turns the limit off."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use 0 or more")
+    return value or None
+
+
+def _optional_seconds(text: str) -> float | None:
+    """Parse a number of seconds or a rate where 0 turns the limit off."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use 0 or more")
+    return value or None
+
+
+def _add_limit_options(serve: argparse.ArgumentParser) -> None:
+    limits = serve.add_argument_group("limits (0 turns a limit off)")
+    for flag, parse, default, help_text in [
+        ("--max-rooms", _optional_limit, 10_000, "maximum rooms at once"),
+        ("--max-connections", _optional_limit, 10_000, "maximum open room sockets"),
+        (
+            "--max-connections-per-address",
+            _optional_limit,
+            100,
+            "maximum open room sockets per client address",
+        ),
+        (
+            "--room-creations-per-minute",
+            _optional_seconds,
+            30.0,
+            "rooms each client address may create per minute",
+        ),
+        (
+            "--join-attempts-per-minute",
+            _optional_seconds,
+            60.0,
+            "join attempts each client address may make per minute",
+        ),
+        (
+            "--verification-timeout",
+            _optional_seconds,
+            300.0,
+            "seconds a joiner may wait for verification",
+        ),
+        (
+            "--idle-timeout",
+            _optional_seconds,
+            600.0,
+            "seconds a socket may stay without sending a message",
+        ),
+        (
+            "--max-pending-per-room",
+            _optional_limit,
+            10,
+            "maximum joiners waiting for verification in one room",
+        ),
+    ]:
+        limits.add_argument(
+            flag,
+            type=parse,
+            default=default,
+            help=f"{help_text} (default: {default:g})",
+        )
+    limits.add_argument(
+        "--allowed-origin",
+        action="append",
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help="Origin header browsers may connect from, such as "
+        "https://app.example; repeat for several (default: any)",
+    )
+
+
 def _expected_error(error: BaseException) -> BaseException | None:
     """Return the first error a user can act on, looking inside exception groups."""
     if isinstance(error, BaseExceptionGroup):
@@ -109,6 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds before a room whose creator never connected is removed",
     )
+    _add_limit_options(serve)
     _add_backend_options(serve)
 
     demo = commands.add_parser(
@@ -117,6 +196,15 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_backend_options(demo)
 
     commands.add_parser("plugins", help="list every registered backend")
+
+    # The benchmark runner parses its own options, so `roupn bench --help` is its
+    # help and every argument after `bench` reaches it unchanged.
+    commands.add_parser(
+        "bench",
+        help="measure every backend on this machine (from a source checkout; "
+        "roupn bench --help lists the options)",
+        add_help=False,
+    )
     return parser
 
 
@@ -142,6 +230,25 @@ def _list_plugins() -> int:
     return 0
 
 
+def _bench(arguments: list[str]) -> int:
+    """Run the benchmark runner of a source checkout with ``arguments``."""
+    try:
+        runner = importlib.import_module("benchmarks.runner")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.runner"):
+            raise
+        print(
+            "roupn: the benchmarks package was not found. The benchmarks ship "
+            "with the source, not the wheel: install roupn from a checkout with "
+            "pip install -e . and run roupn bench there, or run "
+            "python -m benchmarks in the checkout.",
+            file=sys.stderr,
+        )
+        return 1
+    status: int = runner.main(arguments, prog="roupn bench")
+    return status
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from .server import create_server_connector
 
@@ -152,6 +259,15 @@ async def _serve(args: argparse.Namespace) -> None:
         settings=settings,
         max_users_per_room=args.max_users_per_room,
         unclaimed_room_timeout=args.unclaimed_room_timeout,
+        max_rooms=args.max_rooms,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        room_creations_per_minute=args.room_creations_per_minute,
+        join_attempts_per_minute=args.join_attempts_per_minute,
+        verification_timeout=args.verification_timeout,
+        idle_timeout=args.idle_timeout,
+        max_pending_per_room=args.max_pending_per_room,
+        allowed_origins=args.allowed_origins,
     )
     async with server:
         await server.serve_forever()
@@ -159,7 +275,10 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
     logging.basicConfig(
         level=getattr(logging, level),
@@ -168,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "plugins":
             return _list_plugins()
+        if args.command == "bench":
+            return _bench(extra)
         if args.command == "serve":
             anyio.run(_serve, args, backend=args.async_backend)
             return 0

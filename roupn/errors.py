@@ -17,6 +17,7 @@ Every error derives from :class:`RoupnError`::
     ├── RoomError
     │   ├── RoomNotFoundError
     │   ├── RoomFullError
+    │   ├── RoomLimitError
     │   └── JoinRejectedError
     │       └── JoinTimeoutError
     ├── VerificationError
@@ -40,6 +41,7 @@ __all__ = [
     "ReplayError",
     "RoomError",
     "RoomFullError",
+    "RoomLimitError",
     "RoomNotFoundError",
     "RoupnError",
     "StateError",
@@ -133,6 +135,10 @@ class RoomNotFoundError(RoomError, LookupError):
 
 class RoomFullError(RoomError):
     """The room already has its maximum number of users."""
+
+
+class RoomLimitError(RoomError):
+    """The relay already has its maximum number of rooms."""
 
 
 class JoinRejectedError(RoomError):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FrameError, MessageError, RoomNotFoundError
+from .errors import FrameError, MessageError, RoomLimitError, RoomNotFoundError
 from .frames import decode_binary, encode_binary, split_segments, time_segment_binary
 from .messages import CODE_ALPHABET, MessageType
 
@@ -41,6 +41,7 @@ POLICY_VIOLATION = 1008
 NORMAL_CLOSURE = 1000
 MESSAGE_TOO_BIG = 1009
 UNSUPPORTED_DATA = 1003
+TRY_AGAIN_LATER = 1013
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class Room:
     created_at: float
     members: dict[str, bool] = field(default_factory=dict)  # user id to verified
     creator_joined: bool = False
+    # Join times, in seconds since the Unix epoch, of members not yet verified.
+    pending_since: dict[str, float] = field(default_factory=dict)
 
     @property
     def verified_ids(self) -> list[str]:
@@ -135,6 +138,11 @@ class RelayState:
             for no limit or for a higher one.
         unclaimed_room_timeout: seconds after which a room whose creator never
             connected is removed.
+        max_rooms: the maximum number of rooms; None for no limit.
+        max_pending_per_room: the maximum number of joiners per room that wait
+            for verification; None for no limit.
+        verification_timeout: seconds a joiner may wait for verification before
+            it is removed; None for no limit.
         binary: whether frames are binary (for a binary serializer) or text.
         max_frame_size: the longest frame, in characters, a user may send. It stays
             under the transports' 1 MiB message limit, so that a forwarded frame,
@@ -151,6 +159,9 @@ class RelayState:
         unclaimed_room_timeout: float = 60.0,
         room_code_length: int = 6,
         max_frame_size: int = 1_000_000,
+        max_rooms: int | None = 10_000,
+        max_pending_per_room: int | None = 10,
+        verification_timeout: float | None = 300.0,
         binary: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -158,12 +169,26 @@ class RelayState:
             raise ValueError(
                 f"max_users_per_room must be at least 1, not {max_users_per_room}"
             )
+        for name, value in [
+            ("max_rooms", max_rooms),
+            ("max_pending_per_room", max_pending_per_room),
+        ]:
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 or None, not {value}")
+        if verification_timeout is not None and not verification_timeout > 0:
+            raise ValueError(
+                "verification_timeout must be more than 0 seconds or None, "
+                f"not {verification_timeout}"
+            )
         self._dumps = dumps
         self._loads = loads
         self.max_users_per_room = max_users_per_room
         self.unclaimed_room_timeout = unclaimed_room_timeout
         self.room_code_length = room_code_length
         self.max_frame_size = max_frame_size
+        self.max_rooms = max_rooms
+        self.max_pending_per_room = max_pending_per_room
+        self.verification_timeout = verification_timeout
         self.binary = binary
         self._clock = clock
         self.rooms: dict[str, Room] = {}
@@ -204,9 +229,19 @@ class RelayState:
 
         ``limit`` is the creator's requested maximum of users; the relay's own cap
         applies on top of it.
+
+        Raises:
+            ValueError: ``limit`` is less than 1.
+            RoomLimitError: the relay already has ``max_rooms`` rooms.
         """
         if limit is not None and limit < 1:
             raise ValueError(f"room limit must be at least 1, not {limit}")
+        if self.max_rooms is not None and len(self.rooms) >= self.max_rooms:
+            logger.warning("= room rejected: the relay has %d rooms", len(self.rooms))
+            raise RoomLimitError(
+                f"the relay already has its maximum of {self.max_rooms} rooms; "
+                "try again later"
+            )
         max_users = min(limit or self.max_users_per_room, self.max_users_per_room)
         ticket = RoomTicket(
             creator_secret=str(uuid.uuid4()),
@@ -259,11 +294,19 @@ class RelayState:
             return JoinRefused(POLICY_VIOLATION, "room_not_found")
         if len(room.members) >= room.max_users:
             return JoinRefused(POLICY_VIOLATION, "room_full")
+        if (
+            not is_creator
+            and self.max_pending_per_room is not None
+            and len(room.pending_since) >= self.max_pending_per_room
+        ):
+            return JoinRefused(TRY_AGAIN_LATER, "too_many_pending")
 
         user_id = room.creator_id if is_creator else str(uuid.uuid4())
         if is_creator:
             room.creator_joined = True
         room.members[user_id] = is_creator
+        if not is_creator:
+            room.pending_since[user_id] = self._clock()
         self._room_of_user[user_id] = room.code
 
         joined = {
@@ -308,6 +351,7 @@ class RelayState:
         self, room: Room, user_id: str, reason: str, code: int = NORMAL_CLOSURE
     ) -> list[Action]:
         del room.members[user_id]
+        room.pending_since.pop(user_id, None)
         del self._room_of_user[user_id]
         actions: list[Action] = [Close(user_id, code, reason)]
         announce = self._control_frame(
@@ -343,6 +387,29 @@ class RelayState:
                     self.remove_room(room.code, reason="creator_never_joined")
                 )
         return actions
+
+    def expire_unverified(self) -> list[Action]:
+        """Remove joiners that waited longer than the verification timeout."""
+        if self.verification_timeout is None:
+            return []
+        deadline = self._clock() - self.verification_timeout
+        expired = [
+            user_id
+            for room in self.rooms.values()
+            for user_id, since in room.pending_since.items()
+            if since <= deadline
+        ]
+        actions: list[Action] = []
+        for user_id in expired:
+            logger.info("= user %s was not verified in time; removing", user_id)
+            actions.extend(
+                self.leave(user_id, "verification_timeout", POLICY_VIOLATION)
+            )
+        return actions
+
+    def expire(self) -> list[Action]:
+        """Remove unclaimed rooms and joiners past the verification timeout."""
+        return [*self.expire_unclaimed(), *self.expire_unverified()]
 
     # Frames from users.
 
@@ -455,6 +522,7 @@ class RelayState:
                 Send(other, frame) for other in room.verified_ids if other != sender
             ]
             room.members[target] = True
+            room.pending_since.pop(target, None)
             actions.append(Notice("on_user_verified", (room.code, target)))
             return actions
         logger.warning("< unknown control message type %r from creator; ignored", kind)

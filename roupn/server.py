@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -13,10 +15,12 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .errors import ConnectionClosedError, RoomNotFoundError
+from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
 from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
+from .limits import ConnectionLimiter, RateLimiter, client_host
 from .relay import (
+    POLICY_VIOLATION,
     Action,
     Close,
     JoinRefused,
@@ -84,6 +88,29 @@ class ServerConnector(EventEmitter):
     Listeners (``on_room_message``, ``on_room_remove``, ``on_user_join``,
     ``on_user_leave``, ``on_user_verified``) get the room code first, then the
     user id, then for ``on_room_message`` the raw (encrypted) frame text.
+
+    Limits against abuse, each None to turn it off (times in seconds, client
+    addresses without their port):
+
+    - ``max_rooms``: rooms at once; create-room gets HTTP 429 beyond it.
+    - ``max_connections``, ``max_connections_per_address``: open room sockets in
+      total and per client address; one more is closed with 1013.
+    - ``room_creations_per_minute``, ``join_attempts_per_minute``: per client
+      address; beyond them create-room gets HTTP 429 and a join closes with 1008
+      ``rate_limited``.
+    - ``verification_timeout``: a joiner not verified in time is closed with 1008
+      ``verification_timeout``.
+    - ``idle_timeout``: a socket that sends no message for this long is closed
+      with 1008 ``idle_timeout``. NOTE: WebSocket pings do not count, so a member
+      that only listens in a quiet room is closed too.
+    - ``max_pending_per_room``: joiners waiting for verification in one room; one
+      more is closed with 1013 ``too_many_pending``.
+    - ``allowed_origins``: the ``Origin`` values browsers may connect from; a
+      create-room request or upgrade with another ``Origin`` gets HTTP 403.
+      Requests without the header (clients other than browsers) pass.
+
+    ``limits_clock`` returns the monotonic time in seconds that the rate limits
+    count with; tests replace it.
     """
 
     def __init__(
@@ -102,6 +129,16 @@ class ServerConnector(EventEmitter):
         max_frame_size: int = 1_000_000,
         send_queue_size: int = 1024,
         cors_origin: str | None = "*",
+        max_rooms: int | None = 10_000,
+        max_connections: int | None = 10_000,
+        max_connections_per_address: int | None = 100,
+        room_creations_per_minute: float | None = 30,
+        join_attempts_per_minute: float | None = 60,
+        verification_timeout: float | None = 300.0,
+        idle_timeout: float | None = 600.0,
+        max_pending_per_room: int | None = 10,
+        allowed_origins: list[str] | None = None,
+        limits_clock: Callable[[], float] = time.monotonic,
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(SERVER_EVENTS)
@@ -118,6 +155,28 @@ class ServerConnector(EventEmitter):
         self.join_room_endpoint = join_room_endpoint
         self.send_queue_size = send_queue_size
         self.cors_origin = cors_origin
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(
+                f"idle_timeout must be more than 0 seconds or None, not {idle_timeout}"
+            )
+        self.idle_timeout = idle_timeout
+        self.allowed_origins = (
+            frozenset(allowed_origins) if allowed_origins is not None else None
+        )
+        self._rejection_logs = RateLimiter(10, clock=limits_clock)
+        self._connections = ConnectionLimiter(
+            max_connections, max_connections_per_address
+        )
+        self._room_creations = (
+            RateLimiter(room_creations_per_minute, clock=limits_clock)
+            if room_creations_per_minute is not None
+            else None
+        )
+        self._join_attempts = (
+            RateLimiter(join_attempts_per_minute, clock=limits_clock)
+            if join_attempts_per_minute is not None
+            else None
+        )
 
         serializer: Serializer | None = None
         if serialize is None or deserialize is None or content_type is None:
@@ -135,6 +194,9 @@ class ServerConnector(EventEmitter):
             max_users_per_room=max_users_per_room,
             unclaimed_room_timeout=unclaimed_room_timeout,
             max_frame_size=max_frame_size,
+            max_rooms=max_rooms,
+            max_pending_per_room=max_pending_per_room,
+            verification_timeout=verification_timeout,
             binary=serializer.binary if serializer else False,
         )
         self.url: str | None = None
@@ -179,10 +241,13 @@ class ServerConnector(EventEmitter):
         await anyio.sleep_forever()
 
     async def _expire_rooms(self) -> None:
-        period = max(0.05, min(self.state.unclaimed_room_timeout / 4, 5.0))
+        timeouts = [self.state.unclaimed_room_timeout]
+        if self.state.verification_timeout is not None:
+            timeouts.append(self.state.verification_timeout)
+        period = max(0.05, min(min(timeouts) / 4, 5.0))
         while True:
             await anyio.sleep(period)
-            self._run(self.state.expire_unclaimed())
+            self._run(self.state.expire())
 
     # Actions from the state machine.
 
@@ -226,20 +291,67 @@ class ServerConnector(EventEmitter):
             pass
         peer.outbox.close()
 
+    def _log_rejection(self, address: str, message: str, *args: Any) -> None:
+        """Log a rejected request at WARNING, or at DEBUG once an address repeats.
+
+        Each client address gets about ten WARNING lines per minute, so a flood
+        of rejected requests cannot flood the log too.
+        """
+        if self._rejection_logs.allow(client_host(address)):
+            logger.warning("rejected " + message, *args)
+        else:
+            logger.debug("rejected " + message, *args)
+
     # The relay application that the transport serves.
 
-    def _json_response(self, status: int, message: Any) -> HttpResponse:
+    def _json_response(
+        self, status: int, message: Any, origin: str | None = None
+    ) -> HttpResponse:
         assert self.serialize is not None
         headers = [("Content-Type", self.content_type)]
-        if self.cors_origin:
+        if self.allowed_origins is not None:
+            # Browsers accept one origin or "*", so the allowed one is echoed.
+            if origin is not None and origin in self.allowed_origins:
+                headers.append(("Access-Control-Allow-Origin", origin))
+            headers.append(("Vary", "Origin"))
+        elif self.cors_origin:
             headers.append(("Access-Control-Allow-Origin", self.cors_origin))
         return HttpResponse(status, self.serialize(message), headers)
+
+    def _reject_origin(self, request: HttpRequest) -> HttpResponse | None:
+        """Return a 403 response if the request's ``Origin`` is not allowed."""
+        origin = request.header("Origin")
+        if self.allowed_origins is None or origin is None:
+            return None
+        if origin in self.allowed_origins:
+            return None
+        self._log_rejection(
+            request.remote_address,
+            "%s from %s: origin %r is not allowed",
+            request.path,
+            request.remote_address,
+            origin,
+        )
+        return self._json_response(403, {"error": f"origin {origin!r} not allowed"})
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
         if request.path != self.create_room_endpoint:
             return self._json_response(404, {"error": f"no endpoint at {request.path}"})
         if request.method != "GET":
             return self._json_response(405, {"error": "use GET to create a room"})
+        rejection = self._reject_origin(request)
+        if rejection is not None:
+            return rejection
+
+        origin = request.header("Origin")
+        address = request.remote_address
+        if self._room_creations is not None and not self._room_creations.allow(
+            client_host(address)
+        ):
+            self._log_rejection(address, "create-room from %s: rate_limited", address)
+            message = "too many rooms created from this address; try again later"
+            return self._json_response(429, {"error": message}, origin)
+
         limit: int | None = None
         raw_limit = request.query.get("limit")
         if raw_limit:
@@ -251,14 +363,19 @@ class ServerConnector(EventEmitter):
                 message = (
                     f"invalid limit {raw_limit!r}: use a whole number of at least 1"
                 )
-                return self._json_response(400, {"error": message})
-        ticket = self.create_room(limit)
-        return self._json_response(200, ticket.to_message())
+                return self._json_response(400, {"error": message}, origin)
+
+        try:
+            ticket = self.create_room(limit)
+        except RoomLimitError as exc:
+            self._log_rejection(address, "create-room from %s: %s", address, exc)
+            return self._json_response(429, {"error": str(exc)}, origin)
+        return self._json_response(200, ticket.to_message(), origin)
 
     def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:
         if request.path != self.join_room_endpoint:
             return self._json_response(404, {"error": f"no endpoint at {request.path}"})
-        return None
+        return self._reject_origin(request)
 
     async def handle_socket(self, request: HttpRequest, connection: Connection) -> None:
         await self.join_room(
@@ -268,7 +385,11 @@ class ServerConnector(EventEmitter):
     # Public methods.
 
     def create_room(self, limit: int | None = None) -> RoomTicket:
-        """Make a room; return the creator's secret and id and the room code."""
+        """Make a room; return the creator's secret and id and the room code.
+
+        Raises:
+            RoomLimitError: the relay already has ``max_rooms`` rooms.
+        """
         return self.state.create_room(limit)
 
     async def join_room(
@@ -279,13 +400,35 @@ class ServerConnector(EventEmitter):
     ) -> None:
         """Serve ``connection`` as a member of a room until it closes.
 
-        A refused join closes the connection with code 1008 and the reason.
+        A refused join closes the connection with a close code (1008, or 1013 for
+        the connection limits and ``too_many_pending``) and the reason.
         """
+        address = connection.remote_address
+        host = client_host(address)
+        over_limit = self._connections.open(host)
+        if over_limit is not None:
+            self._log_rejection(address, "join from %s: %s", address, over_limit)
+            await connection.close(TRY_AGAIN_LATER, over_limit)
+            return
+        try:
+            if self._join_attempts is not None and not self._join_attempts.allow(host):
+                self._log_rejection(address, "join from %s: rate_limited", address)
+                await connection.close(POLICY_VIOLATION, "rate_limited")
+                return
+            await self._serve_member(room_code, connection, creator_secret)
+        finally:
+            self._connections.release(host)
+
+    async def _serve_member(
+        self,
+        room_code: str | None,
+        connection: Connection,
+        creator_secret: str | None,
+    ) -> None:
         joined = self.state.join(room_code, creator_secret)
         if isinstance(joined, JoinRefused):
-            logger.info(
-                "join from %s refused: %s", connection.remote_address, joined.reason
-            )
+            address = connection.remote_address
+            self._log_rejection(address, "join from %s: %s", address, joined.reason)
             await connection.close(joined.code, joined.reason)
             return
         user_id, actions = joined
@@ -309,11 +452,23 @@ class ServerConnector(EventEmitter):
             send.close()
 
     async def _read(self, user_id: str, connection: Connection) -> None:
+        idle_timeout = self.idle_timeout if self.idle_timeout is not None else math.inf
         while True:
+            message: str | bytes | None = None
             try:
-                message = await connection.receive()
+                with anyio.move_on_after(idle_timeout):
+                    message = await connection.receive()
             except ConnectionClosedError as exc:
                 logger.debug("< user %s closed: %s", user_id, exc)
+                return
+            if message is None:
+                logger.info(
+                    "closing user %s from %s: no message for %s s",
+                    user_id,
+                    connection.remote_address,
+                    self.idle_timeout,
+                )
+                self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
                 return
             try:
                 actions = self.state.receive(user_id, message)

@@ -42,7 +42,7 @@ json_values = st.recursive(
 documents = st.dictionaries(keys, json_values, max_size=5)
 
 PROPERTY_SETTINGS = settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -1,6 +1,6 @@
 """Conformance of document changes with a recorded pair of JavaScript synchronizers.
 
-The recording holds the to-do document that both clients showed after each edit,
+The recording contains the to-do document that both clients showed after each edit,
 and every room message the creator sent and received. The ``_SU`` state updates
 in those messages carry change lists made by the JavaScript diff.
 """
@@ -93,7 +93,7 @@ def test_diff_between_steps_applies(session: dict[str, Any]) -> None:
 
 def test_diff_removes_first_todo_once(session: dict[str, Any]) -> None:
     # The JavaScript diff sets the first to-do to the second and deletes the
-    # second; removing the first one with a single delete is the shorter list.
+    # second. A single delete of the first one is the shorter change list.
     steps = creator_steps(session)
     removal = next(
         i

@@ -686,6 +686,24 @@ def test_other_tracker_container_copied() -> None:
     assert second.take_changes() == []
 
 
+def test_containers_made_outside_tracker() -> None:
+    tracker, document = tracked({})
+    mapping = TrackedDict(x={"y": 1})
+    mapping["z"] = [1]
+    array = TrackedList([1, {"k": 2}])
+    array.append(3)
+    document["mapping"] = mapping
+    document["array"] = array
+    assert document["mapping"] is not mapping
+    assert tracker.take_changes() == [
+        _set(["mapping"], {"x": {"y": 1}, "z": [1]}),
+        _set(["array"], [1, {"k": 2}, 3]),
+    ]
+    document["mapping"]["x"]["y"] = 5
+    assert mapping == {"x": {"y": 1}, "z": [1]}
+    assert tracker.take_changes() == [_set(["mapping", "x", "y"], 5, 1)]
+
+
 def test_tracked_apply_does_not_record_nested() -> None:
     tracker, document = tracked()
     tracker.apply([{"type": "set", "path": ["todos", "2"], "new": {"text": "remote"}}])
@@ -705,7 +723,7 @@ def test_tracked_inverse_is_plain() -> None:
 # Properties on random documents and edit sequences.
 
 PROPERTY_SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

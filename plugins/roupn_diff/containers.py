@@ -1,7 +1,7 @@
 """Dicts and lists that record each change made to them into a shared change log.
 
 A tracked document is a tree of :class:`TrackedDict` and :class:`TrackedList`
-containers. Each container knows its parent and its key there, so a mutation
+containers. Each container stores its parent and its key there, so a mutation
 computes its path by walking up to the root and records one change in the
 :class:`ChangeLog` of the tree. A container that was removed from the tree has no
 parent any more, so its later mutations are not recorded.
@@ -45,8 +45,13 @@ class ChangeLog:
         self.recording = True
 
 
+# The log of containers made outside a tracker, which record nothing.
+_UNTRACKED: Final = ChangeLog()
+_UNTRACKED.recording = False
+
+
 class _Tracked:
-    """What tracked dicts and lists share: their place in the tree."""
+    """The place in the tree of a tracked dict or list, and what follows from it."""
 
     __slots__ = ()
 
@@ -88,7 +93,7 @@ class _Tracked:
         return _convert(value, self._log, self, key)
 
     def _is_free(self, log: ChangeLog) -> bool:
-        """Whether this container is out of the tree and may be moved in as it is."""
+        """Return whether this container is out of the tree and may move in as it is."""
         return self._parent is None and not self._is_root and self._log is log
 
 
@@ -126,6 +131,14 @@ class TrackedDict(_Tracked, dict[str, Any]):
     """
 
     __slots__ = ("_is_root", "_key", "_log", "_parent")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Make a dict outside any tracker, which records nothing.
+
+        Storing it into a tracked document stores a tracked copy.
+        """
+        _place(self, _UNTRACKED, None, "")
+        dict.__init__(self, *args, **kwargs)
 
     def __setitem__(self, key: str, value: Any) -> None:
         _check_key(key)
@@ -213,7 +226,7 @@ class TrackedDict(_Tracked, dict[str, Any]):
         return (dict, (dict(self),))
 
     def _replace_items(self, items: dict[str, Any]) -> None:
-        """Replace every item without recording; ``items`` holds free containers."""
+        """Replace every item without recording; ``items`` contains free containers."""
         for value in dict.values(self):
             _detach(value)
         dict.clear(self)
@@ -230,6 +243,14 @@ class TrackedList(_Tracked, list[Any]):
     """
 
     __slots__ = ("_is_root", "_key", "_log", "_parent")
+
+    def __init__(self, values: Iterable[Any] = ()) -> None:
+        """Make a list outside any tracker, which records nothing.
+
+        Storing it into a tracked document stores a tracked copy.
+        """
+        _place(self, _UNTRACKED, None, "")
+        list.__init__(self, values)
 
     # Keeping the children's keys right.
 
@@ -456,7 +477,7 @@ def _convert(
         value._key = key
         return value
     if isinstance(value, dict):
-        mapping = TrackedDict()
+        mapping = TrackedDict.__new__(TrackedDict)
         items: dict[str, Any] = {}
         for item_key, item in value.items():
             _check_key(item_key)
@@ -468,7 +489,7 @@ def _convert(
         dict.update(mapping, items)
         return _place(mapping, log, parent, key)
     if isinstance(value, list):
-        array = TrackedList()
+        array = TrackedList.__new__(TrackedList)
         list.extend(
             array,
             [
@@ -524,7 +545,7 @@ def make_root(document: dict[str, Any], log: ChangeLog) -> TrackedDict:
         TypeError: ``document`` contains something that is not JSON.
     """
     items = convert_items(document, log)
-    root = TrackedDict()
+    root = TrackedDict.__new__(TrackedDict)
     root._log = log
     root._parent = None
     root._key = ""
