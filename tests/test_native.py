@@ -16,8 +16,9 @@ from roupn.errors import (
     ReplayError,
     VerificationError,
 )
-from roupn.frames import Frame
+from roupn.frames import Frame, decode_binary
 from roupn.interfaces import MessageContext
+from roupn.testing import EventRecorder
 
 NATIVE = Settings.native()
 
@@ -286,3 +287,60 @@ def test_nacl_suite_keys_and_codes() -> None:
         suite.load_peer(
             {"publicExchangeKey": suite.public_fields(alice)["publicExchangeKey"]}
         )
+
+
+# A hostile relay on the memory transport, with real clients.
+
+
+class HostileRelay(roupn.ServerConnector):
+    """A relay that replays or reorders the room frames it sends to one user."""
+
+    def __init__(self, mode: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.mode = mode
+        self.victim: str | None = None
+        self._held: list[str | bytes] = []
+
+    def _deliver(self, user_id: str, frame: str | bytes) -> None:
+        is_room_frame = isinstance(frame, bytes) and "E" in decode_binary(frame)
+        if user_id != self.victim or not is_room_frame:
+            super()._deliver(user_id, frame)
+        elif self.mode == "replay":
+            super()._deliver(user_id, frame)
+            super()._deliver(user_id, frame)
+        elif not self._held:
+            self._held.append(frame)
+        else:
+            super()._deliver(user_id, frame)
+            super()._deliver(user_id, self._held.pop())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["replay", "reorder"])
+async def test_hostile_relay_over_memory(mode: str) -> None:
+    settings = Settings.native(transport="memory")
+    relay = HostileRelay(mode, host="hostile", port=0, settings=settings)
+    async with relay:
+        alice = roupn.create_client_connector(server_url=relay.url, settings=settings)
+        bob = roupn.create_client_connector(server_url=relay.url, settings=settings)
+        async with alice, bob:
+            alice_events = EventRecorder(alice, 10)
+            bob_events = EventRecorder(bob, 10)
+            code = await alice.create_room()
+            await bob.join_room(code)
+            (shown,) = await bob_events.wait_for("on_user_verification_code")
+            await alice_events.wait_for("on_user_verification_code")
+            assert bob.user_id is not None
+            relay.victim = bob.user_id
+            assert await alice.verify_user(bob.user_id, shown["code"])
+            await bob_events.wait_for(
+                "on_connection", lambda state: state is roupn.ConnectionState.CONNECTED
+            )
+            for n in (1, 2):
+                await alice.message_room({"n": n})
+            expected = [1, 2] if mode == "replay" else [2]
+            await bob_events.wait_for_count("on_message", len(expected))
+            (error,) = await bob_events.wait_for("on_error")
+            assert isinstance(error, ReplayError)
+            received = [args[0].data["n"] for args in bob_events.of("on_message")]
+            assert received == expected
