@@ -290,7 +290,7 @@ class RelayState:
         if is_creator and room.creator_joined:
             return JoinRefused(POLICY_VIOLATION, "creator_already_joined")
         if not is_creator and not room.creator_joined:
-            # Nobody could verify a joiner before the creator is there.
+            # No one could verify a joiner before the creator is there.
             return JoinRefused(POLICY_VIOLATION, "room_not_found")
         if len(room.members) >= room.max_users:
             return JoinRefused(POLICY_VIOLATION, "room_full")

@@ -53,7 +53,7 @@ def _is_time(value: Any) -> bool:
     )
 
 
-# What a peer that names no profile speaks: the JavaScript library's choice.
+# The profile of a peer that names none: the JavaScript library's suite and serializer.
 ROUPN_01_PROFILE = {"cipherSuite": "webcrypto", "serializer": "json"}
 
 # The joiner's reveal of its keys in the handshake of suites that commit to keys.
@@ -104,7 +104,7 @@ class CheckData:
     """Ask the user's ``verify_public_data`` or ``verify_private_data`` callback.
 
     The connector calls the callback with ``{"data": data, "userId": user_id}`` and
-    feeds the answer back through :meth:`RoomSession.data_checked`.
+    passes the result back through :meth:`RoomSession.data_checked`.
     """
 
     kind: str  # "public" or "private"
@@ -140,7 +140,7 @@ class Message:
 
 @dataclass(slots=True)
 class Peer:
-    """What this client knows about another member it exchanged keys with."""
+    """Another member this client exchanged keys with: its keys, codes and data."""
 
     user_id: str
     keys: PeerKeys | None = None
@@ -409,8 +409,8 @@ class RoomSession:
             "publicData": self.options.public_data,
         }
         if self.suite.commits_keys:
-            # Only a hash of the keys: they are revealed once the creator has shown
-            # its own, so nobody can pick keys that make the two codes match.
+            # Only a hash of the keys goes out now. The keys follow once the creator
+            # has shown its own, so no one can pick keys that make the codes match.
             hello["commitment"] = self.suite.commitment(self.identity)
         else:
             hello.update(self.suite.public_fields(self.identity))
@@ -441,7 +441,7 @@ class RoomSession:
             raise ProtocolError(f"join handshake from unknown user {sender}")
         if sender in self.peers or sender in self.verified_users:
             # A second handshake for the same id would replace the keys of a user
-            # already in the handshake or verified: whoever sends it is not them.
+            # already in the handshake or verified, so it cannot come from that user.
             raise ProtocolError(f"repeated join handshake for user {sender}; ignored")
         try:
             self._check_profile(sender, message)
