@@ -9,6 +9,7 @@ twice, as the JavaScript library does.
 from __future__ import annotations
 
 import binascii
+import struct
 from base64 import b64decode, b64encode
 
 from .errors import FrameError
@@ -103,6 +104,7 @@ def frame_text(frame: Frame, key: str) -> str | None:
 # value's length as four big-endian bytes, then the raw value, with no base64.
 
 _LENGTH_SIZE = 4
+_LENGTH = struct.Struct(">I")
 
 
 def _binary_segment(key: str, value: bytes) -> bytes:
@@ -122,22 +124,24 @@ def decode_binary(data: bytes) -> Frame:
             appears twice.
     """
     frame: Frame = {}
-    view = memoryview(data)
     position = 0
-    while position < len(data):
-        if position + 1 + _LENGTH_SIZE > len(data):
-            raise FrameError(f"binary frame is truncated at byte {position}")
-        key = chr(data[position])
-        if not key.isascii() or not key.isalpha():
-            raise FrameError(f"binary frame has an invalid key byte {data[position]}")
+    size = len(data)
+    while position < size:
         start = position + 1 + _LENGTH_SIZE
-        length = int.from_bytes(view[position + 1 : start], "big")
+        if start > size:
+            raise FrameError(f"binary frame is truncated at byte {position}")
+        code = data[position]
+        # ASCII letters only: A-Z is 65-90 and a-z is 97-122.
+        if not (65 <= code <= 90 or 97 <= code <= 122):
+            raise FrameError(f"binary frame has an invalid key byte {code}")
+        key = chr(code)
+        (length,) = _LENGTH.unpack_from(data, position + 1)
         end = start + length
-        if end > len(data):
+        if end > size:
             raise FrameError(f"binary frame segment {key!r} is truncated")
         if key in frame:
             raise FrameError(f"frame has the key {key!r} twice")
-        frame[key] = bytes(view[start:end])
+        frame[key] = data[start:end]
         position = end
     return frame
 

@@ -76,6 +76,11 @@ def _b64(data: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
+def _sender_id(sender: bytes) -> str:
+    return str(uuid.UUID(bytes=sender))
+
+
+@functools.lru_cache(maxsize=1024)
 def _sender_bytes(sender_id: str) -> bytes:
     try:
         return uuid.UUID(sender_id).bytes
@@ -218,9 +223,7 @@ class NaclSuite:
         if not isinstance(data, bytes) or len(data) < NONCE_SIZE + 16:
             raise DecryptionError(f"{what} is too short to hold a header and a tag")
         sender, epoch, counter = _HEADER.unpack(data[:NONCE_SIZE])
-        return data[:NONCE_SIZE], MessageHeader(
-            str(uuid.UUID(bytes=sender)), epoch, counter
-        )
+        return data[:NONCE_SIZE], MessageHeader(_sender_id(sender), epoch, counter)
 
     def _seal(
         self, key: bytes, nonce: bytes, plaintext: bytes, associated: bytes
