@@ -97,13 +97,7 @@ class ClientConnector(EventEmitter):
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(CLIENT_EVENTS)
-        for event, listener in listeners.items():
-            if event not in CLIENT_EVENTS:
-                raise TypeError(
-                    f"unknown option {event!r}: see ClientConnector for the options; "
-                    f"listeners are {', '.join(CLIENT_EVENTS)}"
-                )
-            self.add_listener(event, listener)
+        self.add_listener_options(listeners, "ClientConnector")
         self.settings = settings or Settings()
         self.server_url = server_url.rstrip("/")
         self.create_room_endpoint = create_room_endpoint
@@ -225,7 +219,7 @@ class ClientConnector(EventEmitter):
 
         Raises:
             StateError: this client is already in a room.
-            JoinRejectedError: the relay answered the request with an error.
+            JoinRejectedError: the relay responded to the request with an error.
             ConnectionClosedError: the relay could not be reached.
         """
         self._require_idle()
@@ -244,7 +238,7 @@ class ClientConnector(EventEmitter):
             secret = ticket["creatorSecret"]
         except (MessageError, KeyError, TypeError) as exc:
             raise JoinRejectedError(
-                f"the relay sent an invalid room answer: {exc}"
+                f"the relay sent an invalid create-room response: {exc}"
             ) from None
         if not isinstance(room_code, str) or not isinstance(secret, str):
             raise JoinRejectedError(

@@ -25,6 +25,21 @@ class EventEmitter:
         # Starts an async function in the owner's task group, like ``start_soon``.
         self._spawn: Callable[..., object] | None = None
 
+    def add_listener_options(self, listeners: dict[str, Listener], owner: str) -> None:
+        """Add listeners passed as keyword options such as ``on_message=...``.
+
+        Raises:
+            TypeError: an option is not one of this emitter's events.
+        """
+        for event, listener in listeners.items():
+            if event not in self._listeners:
+                names = ", ".join(self._listeners)
+                raise TypeError(
+                    f"unknown option {event!r}: see {owner} for the options; "
+                    f"listeners are {names}"
+                )
+            self.add_listener(event, listener)
+
     @property
     def event_names(self) -> list[str]:
         """The names of the events listeners can be added for."""

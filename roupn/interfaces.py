@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 import anyio.abc
 
 __all__ = [
+    "MAX_CLOSE_REASON_BYTES",
     "Change",
     "CipherSuite",
     "Connection",
@@ -28,12 +29,13 @@ __all__ = [
     "RelayApplication",
     "Serializer",
     "Transport",
+    "check_close",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class MessageContext:
-    """What a cipher suite may bind into a message: room, sender, key epoch, counter.
+    """The room, sender, key epoch and counter a cipher suite may bind into a message.
 
     Suites that protect against replay and misrouting put these in the nonce or the
     associated data; the roupn 0.1 suite ignores them.
@@ -48,7 +50,7 @@ class MessageContext:
 
 @dataclass(frozen=True, slots=True)
 class MessageHeader:
-    """What a frame says, before decryption, about its sender, key epoch and counter.
+    """The sender, key epoch and counter a frame names, read before decryption.
 
     A suite that carries none of them returns ``MessageHeader(None, 0, None)``.
     Nothing here is trusted until the message opens with the key it names.
@@ -108,7 +110,7 @@ class CipherSuite(Protocol):
     room_fields: ClassVar[tuple[str, ...]]
     direct_fields: ClassVar[tuple[str, ...]]
     # The joiner commits to its keys before the creator reveals its own, and the
-    # creator answers in clear; see roupn.session for the two handshakes.
+    # creator replies in clear; see roupn.session for the two handshakes.
     commits_keys: ClassVar[bool]
     # The creator makes a new room key whenever a member leaves.
     rekeys: ClassVar[bool]
@@ -238,7 +240,7 @@ class CipherSuite(Protocol):
 
 @dataclass(slots=True)
 class HttpRequest:
-    """An HTTP request as the relay sees it, upgrades included."""
+    """An HTTP request as the relay receives it, upgrades included."""
 
     method: str
     path: str
@@ -262,6 +264,28 @@ class HttpResponse:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+# A close frame carries at most 125 bytes: a 2-byte code and the reason.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def check_close(code: int, reason: str) -> None:
+    """Check that a close code and reason may be sent in a WebSocket close frame.
+
+    Raises:
+        ValueError: the code is reserved or out of range, or the reason is too long.
+    """
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        raise ValueError(
+            f"invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
+        )
+    size = len(reason.encode("utf-8"))
+    if size > MAX_CLOSE_REASON_BYTES:
+        raise ValueError(
+            f"close reason is {size} bytes long in UTF-8; the maximum is "
+            f"{MAX_CLOSE_REASON_BYTES} bytes"
+        )
 
 
 class Connection(Protocol):
@@ -294,10 +318,10 @@ class Connection(Protocol):
 
 
 class RelayApplication(Protocol):
-    """What a server transport serves: plain HTTP requests and upgraded sockets."""
+    """The application a server transport serves: HTTP requests and upgraded sockets."""
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
-        """Answer a request that is not a WebSocket upgrade."""
+        """Return the response to a request that is not a WebSocket upgrade."""
         ...
 
     def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:

@@ -142,12 +142,7 @@ class ServerConnector(EventEmitter):
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(SERVER_EVENTS)
-        for event, listener in listeners.items():
-            if event not in SERVER_EVENTS:
-                raise TypeError(
-                    f"unknown option {event!r}: events are {', '.join(SERVER_EVENTS)}"
-                )
-            self.add_listener(event, listener)
+        self.add_listener_options(listeners, "ServerConnector")
         self.settings = settings or Settings()
         self.host = host
         self.port = port
@@ -283,7 +278,7 @@ class ServerConnector(EventEmitter):
         try:
             peer.outbox.send_nowait((code, reason))
         except anyio.WouldBlock:
-            # The queue is full of frames nobody will read: skip them and close now.
+            # The queue is full of frames no one will read, so skip them and close now.
             peer.cancel_scope.cancel()
             assert self._task_group is not None
             self._task_group.start_soon(peer.connection.close, code, reason)

@@ -64,8 +64,11 @@ class ClientSynchronizer(ClientConnector):
         synchronisation_interval: float | None = 60.0,
         **options: Any,
     ) -> None:
+        on_state_change = options.pop("on_state_change", None)
         super().__init__(**options)
         self._listeners["on_state_change"] = []
+        if on_state_change is not None:
+            self.add_listener("on_state_change", on_state_change)
         strategy = self.settings.load_diff_strategy()
         self._document = SharedDocument(
             strategy, dict(public_state or {}), window_per_user
@@ -141,8 +144,8 @@ class ClientSynchronizer(ClientConnector):
             self._task_group.start_soon(self._send_full_sync)
 
     # Sending. Taking local edits, recording them and applying other members'
-    # updates all happen without an await in between, so the user cannot edit the
-    # document while it is rolled back; only the socket writes wait.
+    # updates all happen without an await in between. The user therefore cannot
+    # edit the document while it is rolled back, and only the socket writes wait.
 
     async def send_update(self) -> str | None:
         """Send the changes made to :attr:`public_state` since the last update.

@@ -9,29 +9,9 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from roupn.errors import ConnectionClosedError
+from roupn.interfaces import check_close
 
-__all__ = ["MemoryConnection", "check_close", "connection_pair"]
-
-# A close frame carries at most 125 bytes: a 2-byte code and the reason.
-MAX_CLOSE_REASON_BYTES = 123
-
-
-def check_close(code: int, reason: str) -> None:
-    """Check a close code and reason by the rules for WebSocket close frames.
-
-    Raises:
-        ValueError: the code is reserved or out of range, or the reason is too long.
-    """
-    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
-        raise ValueError(
-            f"invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
-        )
-    size = len(reason.encode("utf-8"))
-    if size > MAX_CLOSE_REASON_BYTES:
-        raise ValueError(
-            f"close reason is {size} bytes long in UTF-8; the maximum is "
-            f"{MAX_CLOSE_REASON_BYTES} bytes"
-        )
+__all__ = ["MemoryConnection", "connection_pair"]
 
 
 @dataclass(slots=True)

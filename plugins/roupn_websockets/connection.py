@@ -16,10 +16,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, State
 
 from roupn.errors import ConnectionClosedError
+from roupn.interfaces import check_close
 
 __all__ = [
     "WebsocketConnection",
-    "check_close",
     "format_address",
     "format_host",
 ]
@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 # Maximum bytes taken from the stream per read. The protocol buffers partial frames.
 READ_SIZE = 65536
 
-# A close frame carries at most 125 bytes: a 2-byte code and the reason.
-MAX_CLOSE_REASON_BYTES = 123
-
 # Errors that mean the peer or the network dropped the byte stream.
 STREAM_ERRORS = (
     anyio.EndOfStream,
@@ -39,24 +36,6 @@ STREAM_ERRORS = (
     anyio.ClosedResourceError,
     OSError,
 )
-
-
-def check_close(code: int, reason: str) -> None:
-    """Check that a close code and reason may be sent in a close frame.
-
-    Raises:
-        ValueError: the code is reserved or out of range, or the reason is too long.
-    """
-    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
-        raise ValueError(
-            f"invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
-        )
-    size = len(reason.encode("utf-8"))
-    if size > MAX_CLOSE_REASON_BYTES:
-        raise ValueError(
-            f"close reason is {size} bytes long in UTF-8; the maximum is "
-            f"{MAX_CLOSE_REASON_BYTES} bytes"
-        )
 
 
 class WebsocketConnection:
