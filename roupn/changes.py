@@ -530,7 +530,7 @@ class _Applier:
     # Finding what a path points at.
 
     def parent(self, path: list[str]) -> Any:
-        """Return the container that holds the last item of ``path``."""
+        """Return the container that contains the last item of ``path``."""
         node: Any = self.document
         for depth in range(len(path) - 1):
             item = path[depth]

@@ -132,7 +132,7 @@ async def run_demo(settings: Settings | None = None) -> None:
 
 
 def _readable(text: str, frame: str) -> bool:
-    """Whether ``text`` appears in a frame or in its base64 segments decoded once."""
+    """Check whether ``text`` appears in a frame or its base64 segments decoded once."""
     if text in frame:
         return True
     for segment in frame.split("|"):

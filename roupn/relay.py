@@ -46,14 +46,14 @@ TRY_AGAIN_LATER = 1013
 
 @dataclass(frozen=True, slots=True)
 class RoomTicket:
-    """The answer to a create-room request."""
+    """The response to a create-room request."""
 
     creator_secret: str
     room_code: str
     user_id: str
 
     def to_message(self) -> dict[str, str]:
-        """Return the create-room answer with the protocol's field names."""
+        """Return the create-room response with the protocol's field names."""
         return {
             "creatorSecret": self.creator_secret,
             "roomCode": self.room_code,
@@ -134,8 +134,8 @@ class RelayState:
     Args:
         dumps: encodes a control message (the ``S`` segment) to bytes.
         loads: decodes a control message; raises ``MessageError`` on bad input.
-        max_users_per_room: the cap on every room, also when the creator asks
-            for no limit or for a higher one.
+        max_users_per_room: the cap on every room, also when the creator requests
+            no limit or a higher one.
         unclaimed_room_timeout: seconds after which a room whose creator never
             connected is removed.
         max_rooms: the maximum number of rooms; None for no limit.
@@ -414,10 +414,11 @@ class RelayState:
     # Frames from users.
 
     def receive(self, user_id: str, text: str | bytes) -> list[Action]:
-        """Route one frame from a user; a malformed frame closes that user's socket.
+        """Route one frame from a user. A malformed frame closes that user's socket.
 
-        A relay with a binary serializer takes binary frames only, and a relay with
-        a text serializer text frames only; the other kind closes with code 1003.
+        A relay with a binary serializer accepts only binary frames, and a relay
+        with a text serializer only text frames. A frame of the other kind closes
+        the socket with code 1003.
         """
         room = self.room_of(user_id)
         if room is None:

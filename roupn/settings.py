@@ -13,7 +13,7 @@ __all__ = ["Settings"]
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Which backend of each kind to use, by registered name.
+    """The backend of each kind to use, by registered name.
 
     The defaults speak the roupn 0.1 protocol of the JavaScript library.
     """

@@ -161,13 +161,13 @@ def test_codes_match_both_sides() -> None:
 
 
 def test_swapped_key_changes_code() -> None:
-    """A relay that answers the joiner with its own keys cannot match the codes."""
+    """A relay that replies to the joiner with its own keys cannot match the codes."""
     room = Room()
     creator = room.add(creator=True)
     joiner = room.add()
     mallory_identity = room.suite.generate_identity()
     mallory_fields = room.suite.public_fields(mallory_identity)
-    # Keep the joiner's encryption key so the creator's answer still reaches it.
+    # Keep the joiner's encryption key so the creator's reply still reaches it.
     del mallory_fields["publicEncryptKey"]
 
     def swap_keys(user_id: str, frame: Frame) -> Frame:

@@ -65,7 +65,9 @@ def _check_json_like(value: Any, depth: int = 0) -> None:
         for item in value:
             _check_json_like(item, depth + 1)
     elif not (value is None or isinstance(value, str | int | float | bool)):
-        raise MessageError(f"message holds a {type(value).__name__}, which JSON cannot")
+        raise MessageError(
+            f"message contains a {type(value).__name__}, which JSON cannot represent"
+        )
 
 
 @hookimpl
