@@ -535,6 +535,8 @@ class ChatSession:
     def _on_connection(self, state: ConnectionState) -> None:
         client = self._client
         assert client is not None
+        if client.user_id is not None:
+            self.roster.remember(client.user_id, {"name": self.options.name})
         if state is ConnectionState.CONNECTING:
             self.say(f"connecting to the relay at {self.options.server_url}")
         elif state is ConnectionState.PENDING_VERIFICATION:
