@@ -1,9 +1,10 @@
 """``roupn chat``: a terminal chat in an end-to-end encrypted room.
 
 The creator of a room admits each joiner by typing the verification code that the
-joiner reads out from its own screen. A wrong code is rejected and asked for again;
-after :data:`MAX_WRONG_CODES` wrong codes the joiner is removed from the room. Lines
-typed by verified members are sent as room messages ``{"text": ..., "name": ...}``.
+joiner reads out from its own screen. A wrong code is rejected and asked for again,
+and after :data:`MAX_WRONG_CODES` wrong codes the joiner is removed from the room.
+Lines typed by verified members are sent as room messages
+``{"text": ..., "name": ...}``.
 
 The parts without I/O (:func:`parse_command`, :func:`format_message`,
 :func:`describe_leave`, :class:`Roster`) are separate from :class:`ChatSession`,
@@ -69,7 +70,7 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 HELP_LINES = (
     "/help      show this help",
     "/users     list the room's members",
-    "/reject    refuse the joiner whose code is being asked for (creator only)",
+    "/reject    reject the joiner whose code is being asked for (creator only)",
     "/quit      leave the room (Ctrl-D and Ctrl-C leave too)",
     "//text     send a line that starts with /",
 )
@@ -79,7 +80,7 @@ HELP_LINES = (
 
 
 class CommandKind(enum.Enum):
-    """What a typed line asks for."""
+    """The kind of a typed line: a text to send, or a command."""
 
     SAY = "say"
     EMPTY = "empty"
@@ -141,8 +142,10 @@ def parse_command(line: str) -> Command:
 
 
 def clean_text(text: str) -> str:
-    """Replace control characters from another member, so they cannot drive the
-    terminal, and drop bidirectional controls."""
+    """Replace control characters so that another member cannot drive the terminal.
+
+    Bidirectional controls are dropped.
+    """
     kept = []
     for char in text:
         if char in _BIDI_CONTROLS:
@@ -152,7 +155,7 @@ def clean_text(text: str) -> str:
 
 
 def parse_name(text: str) -> str:
-    """Check a display name given on the command line; return it stripped.
+    """Check a display name given on the command line and return it stripped.
 
     Raises:
         ValueError: the name is empty, too long or has control characters.
@@ -170,7 +173,7 @@ def parse_name(text: str) -> str:
 
 
 def parse_url(text: str) -> str:
-    """Check a relay URL given on the command line; return it.
+    """Check a relay URL given on the command line and return it.
 
     Raises:
         ValueError: the scheme is not http, https, ws or wss, or the host is missing.
@@ -289,7 +292,7 @@ class Roster:
             self.wrong_codes[user_id] = 0
 
     def stop_waiting(self, user_id: str) -> bool:
-        """Take a joiner off the queue; return whether it was waiting."""
+        """Take a joiner off the queue and return whether it was waiting."""
         self.wrong_codes.pop(user_id, None)
         if user_id in self.waiting:
             self.waiting.remove(user_id)
@@ -297,7 +300,7 @@ class Roster:
         return False
 
     def count_wrong_code(self, user_id: str) -> int:
-        """Count a wrong code typed for a joiner; return how many tries remain."""
+        """Count a wrong code typed for a joiner and return how many tries remain."""
         self.wrong_codes[user_id] = self.wrong_codes.get(user_id, 0) + 1
         return max(MAX_WRONG_CODES - self.wrong_codes[user_id], 0)
 
@@ -306,7 +309,7 @@ class Roster:
 
 
 class ChatConsole(Protocol):
-    """Where a chat shows lines and reads typed lines: a :class:`Console`."""
+    """The terminal of a chat, such as :class:`roupn.console.Console`."""
 
     prompt: str
 
@@ -319,7 +322,7 @@ class ChatConsole(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChatOptions:
-    """What ``roupn chat`` was asked to do.
+    """The relay, display name and room of one ``roupn chat``.
 
     ``room_code`` is None to create a room, or the code of a room to join.
     """
@@ -333,7 +336,7 @@ class ChatOptions:
 
 @dataclass(frozen=True, slots=True)
 class ChatExit:
-    """How a chat ended: the exit status and the last line to show."""
+    """The end of a chat: the exit status and the last line to show."""
 
     status: int
     message: str
@@ -362,7 +365,7 @@ class ChatSession:
         self.console.show(f"* {line}")
 
     def finish(self, status: int, message: str) -> None:
-        """End the chat with an exit status; the first call wins."""
+        """End the chat with an exit status, unless it already ended."""
         if not self._finished.is_set():
             self._result = ChatExit(status, message)
             self._leaving = True
@@ -397,7 +400,7 @@ class ChatSession:
             await self._read_input(client)
 
     async def _enter(self, client: ClientConnector) -> bool:
-        """Create or join the room; return False, after finishing, on failure."""
+        """Create or join the room; on failure, end the chat and return False."""
         public_data = {"name": self.options.name}
         code = self.options.room_code
         try:
@@ -480,13 +483,13 @@ class ChatSession:
         left = self.roster.count_wrong_code(joiner)
         if left:
             self.say(
-                f"wrong code {code!r} for {label}: it does not match their screen; "
-                f"type it again ({left} tries left) or /reject"
+                f"wrong code {code!r} for {label}: it does not match their screen. "
+                f"Type it again ({left} tries left) or /reject"
             )
             return
         self.roster.stop_waiting(joiner)
         await client.kick_user(joiner)
-        self.say(f"{label} refused after {MAX_WRONG_CODES} wrong codes and removed")
+        self.say(f"{label} rejected after {MAX_WRONG_CODES} wrong codes and removed")
         self._update_prompt()
 
     async def _reject(self, client: ClientConnector) -> None:
@@ -496,7 +499,7 @@ class ChatSession:
             return
         self.roster.stop_waiting(joiner)
         await client.kick_user(joiner)
-        self.say(f"{self.roster.label(joiner)} refused and removed from the room")
+        self.say(f"{self.roster.label(joiner)} rejected and removed from the room")
         self._update_prompt()
 
     def _list_users(self, client: ClientConnector) -> None:
@@ -600,7 +603,7 @@ class ChatSession:
             self.roster.add_waiting(user_id)
             self.say(
                 f"{label} waits to join: ask them for the verification code on "
-                "their screen and type it here (/reject refuses them)"
+                "their screen and type it here, or /reject"
             )
             self._update_prompt()
         else:
@@ -614,11 +617,14 @@ async def run_chat(options: ChatOptions, console: ChatConsole) -> ChatExit:
 
 
 def run_chat_command(options: ChatOptions, backend: str = "asyncio") -> int:
-    """Run ``roupn chat`` on the terminal; print the last line; return the status."""
+    """Run ``roupn chat`` on the terminal and return its exit status."""
     from .console import Console
 
     if sys.platform == "win32":
-        print("roupn chat: needs a Unix terminal, not Windows", file=sys.stderr)
+        print(
+            "roupn chat: not supported on Windows: run it on Linux or macOS",
+            file=sys.stderr,
+        )
         return 1
     try:
         with Console() as console:

@@ -1,8 +1,8 @@
 """Terminal input and output for ``roupn chat``, keeping the typed line readable.
 
 On a terminal the console turns off the kernel's echo and line editing and edits the
-line itself (:class:`LineEditor`), so that a line printed while the user types
-appears above the prompt and the half-typed line is drawn again below it. Reading
+line itself (:class:`LineEditor`). A line printed while the user types then appears
+above the prompt, and the half-typed line is drawn again below it. Reading
 waits with :func:`anyio.wait_readable`, so it never blocks the event loop on asyncio
 or trio. Piped or redirected input is read line by line without a prompt.
 """
@@ -35,7 +35,7 @@ ESCAPE = "\x1b"
 
 
 class _Escape(enum.Enum):
-    """Where the editor is inside an escape sequence sent by a special key."""
+    """The position of the editor inside an escape sequence sent by a special key."""
 
     NONE = enum.auto()
     STARTED = enum.auto()  # after ESC
@@ -57,7 +57,7 @@ class LineEditor:
         self._escape = _Escape.NONE
 
     def feed(self, text: str) -> list[str | None]:
-        """Apply typed characters; return each finished line, then None at Ctrl-D.
+        """Apply typed characters and return each finished line, then None at Ctrl-D.
 
         Characters after a Ctrl-D that ends the input are dropped.
         """
@@ -88,7 +88,7 @@ class LineEditor:
         return finished
 
     def _skip_escape(self, char: str) -> bool:
-        """Advance through an escape sequence; return whether ``char`` belongs to it."""
+        """Return whether ``char`` is part of an escape sequence, and advance in it."""
         if self._escape is _Escape.NONE:
             return False
         if self._escape is _Escape.STARTED:
@@ -198,7 +198,7 @@ class Console:
     # Input.
 
     async def read_line(self) -> str | None:
-        """Wait for the next typed line, without its line ending; None at the end."""
+        """Wait for the next typed line, without its line ending, or None at the end."""
         while not self._lines:
             if self._ended:
                 return None
@@ -220,8 +220,8 @@ class Console:
             try:
                 await anyio.wait_readable(self._fd)
             except OSError:
-                # Regular files and /dev/null cannot be polled, but reading them
-                # never waits either.
+                # epoll rejects regular files and /dev/null (EPERM), but reading
+                # them returns at once.
                 self._pollable = False
         return os.read(self._fd, READ_SIZE)
 

@@ -454,7 +454,7 @@ async def test_session_whole_chat(relay_url: str) -> None:
 async def test_session_wrong_codes_remove_joiner(relay_url: str) -> None:
     async with anyio.create_task_group() as tasks:
         alice, bob, _ = await _admit_bob(tasks, relay_url, MAX_WRONG_CODES)
-        await alice.console.wait_for(f"refused after {MAX_WRONG_CODES} wrong codes")
+        await alice.console.wait_for(f"rejected after {MAX_WRONG_CODES} wrong codes")
         result = await bob.ended()
         assert result.status == 1
         assert "removed you from the room" in result.message
@@ -480,7 +480,7 @@ async def test_session_reject_and_room_closed(relay_url: str) -> None:
         await bob.console.wait_for(r"someone is joining")
         await alice.console.wait_for(r"Carol \(\w+\) waits to join")
         await alice.console.type("/reject")
-        await alice.console.wait_for(r"Carol \(\w+\) refused and removed")
+        await alice.console.wait_for(r"Carol \(\w+\) rejected and removed")
         assert (await carol.ended()).status == 1
 
         await alice.console.type(None)
