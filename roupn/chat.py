@@ -583,9 +583,12 @@ class ChatSession:
 
     def _on_user_leave(self, user_id: str) -> None:
         label = self.roster.label(user_id)
+        client = self._client
         if self.roster.stop_waiting(user_id):
             self.say(f"{label} left before being verified")
             self._update_prompt()
+        elif client is not None and user_id == client.creator_id:
+            self.say(f"{label}, the creator, left the room")
         else:
             self.say(f"{label} left the room")
 

@@ -490,6 +490,20 @@ async def test_session_reject_and_room_closed(relay_url: str) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.usefixtures("quick_keys")
+async def test_session_relay_stops() -> None:
+    async with anyio.create_task_group() as tasks:
+        async with roupn.create_server_connector(host="127.0.0.1", port=0) as relay:
+            alice, bob, code = await _admit_bob(tasks, relay.url)
+            await alice.console.type(code)
+            await bob.console.wait_for("you are in the chat")
+        for chat in (alice, bob):
+            result = await chat.ended()
+            assert result.status == 1
+            assert result.message.startswith("connection to the relay lost (")
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("quick_keys")
 async def test_session_room_not_found(relay_url: str) -> None:
     chat = Chat(relay_url, "Bob", "ZZZZZZ")
     async with anyio.create_task_group() as tasks:
