@@ -361,13 +361,17 @@ class ChatSession:
         self._leaving = False
 
     def say(self, line: str) -> None:
-        """Show a state line."""
-        self.console.show(f"* {line}")
+        """Show a state line.
+
+        Control characters are replaced because error messages and close reasons
+        may contain text from the relay.
+        """
+        self.console.show(f"* {clean_text(line)}")
 
     def finish(self, status: int, message: str) -> None:
         """End the chat with an exit status, unless it already ended."""
         if not self._finished.is_set():
-            self._result = ChatExit(status, message)
+            self._result = ChatExit(status, clean_text(message))
             self._leaving = True
             self._finished.set()
 
@@ -409,6 +413,7 @@ class ChatSession:
                     public_data=public_data, verify_public_data=self._check_data
                 )
             else:
+                code = code.strip().upper()
                 await client.join_room(
                     code, public_data=public_data, verify_public_data=self._check_data
                 )

@@ -187,6 +187,8 @@ class Console:
 
     def _draw(self) -> None:
         """Draw the prompt and the end of the typed text that fits on one row."""
+        # NOTE: this counts characters, not terminal cells, so a line of wide
+        # characters (such as CJK) can wrap, and then the redraw leaves a stale row.
         columns = shutil.get_terminal_size().columns
         room = max(columns - len(self._prompt) - 1, 1)
         self._write(f"{CLEAR_LINE}{self._prompt}{self._editor.buffer[-room:]}")

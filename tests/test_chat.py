@@ -505,7 +505,7 @@ async def test_session_relay_stops() -> None:
 @pytest.mark.anyio
 @pytest.mark.usefixtures("quick_keys")
 async def test_session_room_not_found(relay_url: str) -> None:
-    chat = Chat(relay_url, "Bob", "ZZZZZZ")
+    chat = Chat(relay_url, "Bob", " zzzzzz")
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(chat.run)
         result = await chat.ended()
