@@ -73,6 +73,7 @@ HELP_LINES = (
     "/reject    reject the joiner whose code is being asked for (creator only)",
     "/quit      leave the room (Ctrl-D and Ctrl-C leave too)",
     "//text     send a line that starts with /",
+    "While a joiner waits, the creator's lines are taken as its verification code.",
 )
 
 
@@ -422,7 +423,8 @@ class ChatSession:
         except RoomFullError:
             self.finish(1, f"room {code} is full: ask its creator to make room")
         except ConnectionClosedError as exc:
-            self.finish(1, f"cannot create a room: {exc.reason or exc}")
+            action = "create a room" if code is None else f"join room {code}"
+            self.finish(1, f"cannot {action}: {exc.reason or exc}")
         except (RoupnError, ValueError) as exc:
             action = "create a room" if code is None else f"join room {code}"
             self.finish(1, f"cannot {action}: {exc}")

@@ -2,9 +2,9 @@
 
 On a terminal the console turns off the kernel's echo and line editing and edits the
 line itself (:class:`LineEditor`). A line printed while the user types then appears
-above the prompt, and the half-typed line is drawn again below it. Reading
-waits with :func:`anyio.wait_readable`, so it never blocks the event loop on asyncio
-or trio. Piped or redirected input is read line by line without a prompt.
+above the prompt, and the half-typed line is drawn again below it. Reading waits
+with :func:`anyio.wait_readable` instead of blocking the event loop, on asyncio and
+trio alike. Piped or redirected input is read line by line without a prompt.
 """
 
 from __future__ import annotations
@@ -194,6 +194,8 @@ class Console:
         self._write(f"{CLEAR_LINE}{self._prompt}{self._editor.buffer[-room:]}")
 
     def _write(self, text: str) -> None:
+        # NOTE: writes block, so a terminal whose output is paused (Ctrl-S) stalls
+        # the event loop once the terminal's buffer is full.
         self._out.write(text)
         self._out.flush()
 

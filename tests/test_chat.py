@@ -439,6 +439,8 @@ async def test_session_whole_chat(relay_url: str) -> None:
         await alice.console.type("/users")
         await alice.console.wait_for(r"Alice \(\w+\): you, creator")
         await alice.console.wait_for(r"Bob \(\w+\): verified")
+        await alice.console.type("/help")
+        await alice.console.wait_for(r"^/reject +reject the joiner")
         await alice.console.type("/bogus")
         await alice.console.wait_for("unknown command /bogus")
 
