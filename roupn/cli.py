@@ -232,7 +232,8 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--name",
         type=_display_name,
-        help="name shown to the other members (default: your login name)",
+        help="name shown to the other members, sent as public_data, which the "
+        "relay can read too (default: your login name)",
     )
     _add_backend_options(chat)
 
