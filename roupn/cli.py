@@ -144,6 +144,24 @@ def _add_limit_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _display_name(text: str) -> str:
+    from .chat import parse_name
+
+    try:
+        return parse_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _relay_url(text: str) -> str:
+    from .chat import parse_url
+
+    try:
+        return parse_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _expected_error(error: BaseException) -> BaseException | None:
     """Return the first error a user can act on, looking inside exception groups."""
     if isinstance(error, BaseExceptionGroup):
@@ -194,6 +212,30 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo", help="run a relay and two clients that verify each other and talk"
     )
     _add_backend_options(demo)
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat in an end-to-end encrypted room from the terminal",
+        description="Create a room, or join one by its code, and chat in it. "
+        "The creator admits each joiner by typing the verification code that the "
+        "joiner reads out.",
+    )
+    chat.add_argument(
+        "code", nargs="?", help="code of the room to join (omit it to create a room)"
+    )
+    chat.add_argument(
+        "--url",
+        type=_relay_url,
+        default="http://127.0.0.1:3000",
+        help="URL of the relay (default: http://127.0.0.1:3000)",
+    )
+    chat.add_argument(
+        "--name",
+        type=_display_name,
+        help="name shown to the other members, sent as public_data, which the "
+        "relay can read too (default: your login name)",
+    )
+    _add_backend_options(chat)
 
     commands.add_parser("plugins", help="list every registered backend")
 
@@ -249,6 +291,18 @@ def _bench(arguments: list[str]) -> int:
     return status
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from .chat import ChatOptions, default_name, run_chat_command
+
+    options = ChatOptions(
+        server_url=args.url,
+        name=args.name or default_name(),
+        room_code=args.code,
+        settings=Settings(transport=args.transport, serializer=args.serializer),
+    )
+    return run_chat_command(options, backend=args.async_backend)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from .server import create_server_connector
 
@@ -298,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = Settings(transport=args.transport, serializer=args.serializer)
             anyio.run(run_demo, settings, backend=args.async_backend)
             return 0
+        if args.command == "chat":
+            return _chat(args)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
