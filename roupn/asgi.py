@@ -1,0 +1,539 @@
+"""The relay as an ASGI 3 application, for uvicorn, hypercorn, Starlette or FastAPI.
+
+The application turns ASGI events into the :class:`~roupn.interfaces.HttpRequest`
+and :class:`~roupn.interfaces.Connection` objects that a relay transport hands to a
+:class:`~roupn.server.ServerConnector`, so it routes rooms exactly like
+``roupn serve``. Run it directly::
+
+    uvicorn --factory roupn.asgi:create_app
+
+or mount it in a host application and enter :meth:`RelayApp.lifespan` from the
+host's lifespan, because Starlette does not pass lifespan events to mounted apps.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from .errors import ConnectionClosedError
+from .interfaces import HttpRequest, HttpResponse, check_close
+from .server import ServerConnector
+
+__all__ = ["AsgiConnection", "RelayApp", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# The same default as the websockets transport of ``roupn serve``: 1 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+GOING_AWAY = 1001
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+CONNECTION_LOST = 1006
+
+# Headers that the ASGI server sets itself from the body it is given.
+FRAMING_HEADERS = frozenset({"content-length", "connection", "transfer-encoding"})
+
+# The ASGI extension that lets an application reject a WebSocket with any response.
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+NOT_RUNNING = (
+    "the relay is not running: start it through the ASGI lifespan, or enter "
+    "RelayApp.lifespan() in the lifespan of the application that mounts it"
+)
+
+
+class AsgiConnection:
+    """One accepted ASGI WebSocket, seen through the relay's Connection interface.
+
+    Messages larger than ``max_message_size`` bytes (text counted in UTF-8) close
+    the socket with 1009, like the websockets transport does.
+    """
+
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        remote_address: str,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._remote_address = remote_address
+        self._max_message_size = max_message_size
+        self._close_timeout = close_timeout
+        self._send_lock = anyio.Lock()
+        # Set once the socket is closed by either side; receive and send raise it.
+        self._closed: ConnectionClosedError | None = None
+        # Scopes of the receives in progress, which a local close cancels.
+        self._receive_scopes: set[anyio.CancelScope] = set()
+
+    @property
+    def remote_address(self) -> str:
+        """The client's address as ``host:port``, from the ASGI scope."""
+        return self._remote_address
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages may still be sent."""
+        return self._closed is None
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a text message for ``str``, a binary message for ``bytes``.
+
+        Raises:
+            ConnectionClosedError: the connection is closed.
+        """
+        if isinstance(message, str):
+            event: Message = {"type": "websocket.send", "text": message}
+        else:
+            event = {"type": "websocket.send", "bytes": bytes(message)}
+        async with self._send_lock:
+            if self._closed is not None:
+                raise self._closed
+            try:
+                await self._send(event)
+            except OSError as exc:
+                # uvicorn raises ClientDisconnected, an OSError, once the client left.
+                logger.info("lost %s while writing: %r", self._remote_address, exc)
+                self._closed = ConnectionClosedError(CONNECTION_LOST, "client left")
+                raise self._closed from exc
+
+    async def receive(self) -> str | bytes:
+        """Wait for the next text or binary message.
+
+        Raises:
+            ConnectionClosedError: the connection closed. The error has the code
+                and reason that the ASGI server reported, or those of the local
+                close.
+        """
+        while True:
+            if self._closed is not None:
+                raise self._closed
+            event: Message | None = None
+            with anyio.CancelScope() as scope:
+                self._receive_scopes.add(scope)
+                try:
+                    event = await self._receive()
+                finally:
+                    self._receive_scopes.discard(scope)
+            if event is None:
+                continue
+
+            kind = event.get("type")
+            if kind == "websocket.receive":
+                message = self._message_of(event)
+                if message is not None:
+                    await self._check_size(message)
+                    return message
+            elif kind == "websocket.disconnect":
+                code = int(event.get("code", 1005))
+                reason = event.get("reason") or ""
+                if self._closed is None:
+                    self._closed = ConnectionClosedError(code, reason)
+            else:
+                logger.debug(
+                    "ignored ASGI event %r from %s", kind, self._remote_address
+                )
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Ask the ASGI server to close the socket with a code and reason.
+
+        The server runs the closing handshake. Calling this on a closed connection
+        does nothing.
+
+        Raises:
+            ValueError: the code or reason cannot be sent in a close frame.
+        """
+        check_close(code, reason)
+        if self._closed is not None:
+            return
+        self._closed = ConnectionClosedError(code, reason)
+        for scope in self._receive_scopes:
+            scope.cancel()
+        # A send stuck on a client that stops reading holds the lock, so the
+        # timeout covers waiting for it too.
+        with anyio.move_on_after(self._close_timeout):
+            async with self._send_lock:
+                try:
+                    await self._send(
+                        {"type": "websocket.close", "code": code, "reason": reason}
+                    )
+                except OSError as exc:
+                    logger.debug(
+                        "%s left before the close: %r", self._remote_address, exc
+                    )
+
+    def _message_of(self, event: Message) -> str | bytes | None:
+        data = event.get("bytes")
+        if data is not None:
+            return bytes(data)
+        text = event.get("text")
+        if isinstance(text, str):
+            return text
+        logger.debug("ignored a message without data from %s", self._remote_address)
+        return None
+
+    async def _check_size(self, message: str | bytes) -> None:
+        limit = self._max_message_size
+        if limit is None or not _is_over(message, limit):
+            return
+        size = len(message.encode("utf-8") if isinstance(message, str) else message)
+        logger.info(
+            "closing %s: message of %d bytes is over the limit of %d bytes",
+            self._remote_address,
+            size,
+            limit,
+        )
+        reason = f"message of {size} bytes is over the limit of {limit} bytes"
+        await self.close(MESSAGE_TOO_BIG, reason)
+        raise ConnectionClosedError(MESSAGE_TOO_BIG, reason)
+
+
+def _is_over(message: str | bytes, limit: int) -> bool:
+    """Return whether a message is over ``limit`` bytes, text counted in UTF-8."""
+    if isinstance(message, bytes) or len(message) > limit:
+        return len(message) > limit
+    # A character takes at most 4 bytes in UTF-8, so short texts need no encoding.
+    if len(message) * 4 <= limit:
+        return False
+    return len(message.encode("utf-8")) > limit
+
+
+class RelayApp:
+    """An ASGI 3 application serving create-room requests and room sockets.
+
+    Every request goes to the :class:`~roupn.server.ServerConnector`, which must
+    be made with ``listen=False``. The connector runs its background tasks (room
+    expiry among them) only while :meth:`lifespan` is entered. The ASGI lifespan
+    protocol enters it when this is the top-level application. A host application
+    that mounts this one must enter it from its own lifespan. Until then,
+    create-room gets HTTP 503 and sockets are rejected with HTTP 503.
+
+    Args:
+        connector: the relay that routes the rooms.
+        max_message_size: maximum size in bytes of a received WebSocket message,
+            text counted in UTF-8. A larger one closes the socket with 1009. None
+            turns the check off and leaves only the ASGI server's own limit.
+        close_timeout: seconds a close waits for a send in progress to finish.
+    """
+
+    def __init__(
+        self,
+        connector: ServerConnector,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        close_timeout: float = 5.0,
+    ) -> None:
+        if connector.listen:
+            raise ValueError(
+                "the connector opens its own listener: make it with listen=False "
+                "to serve it through ASGI"
+            )
+        if max_message_size is not None and max_message_size < 1:
+            raise ValueError(
+                f"max_message_size must be at least 1 byte or None, "
+                f"not {max_message_size}"
+            )
+        self.connector = connector
+        self.max_message_size = max_message_size
+        self.close_timeout = close_timeout
+        self._running = False
+        self._sockets: set[AsgiConnection] = set()
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`lifespan` is entered, so that requests are served."""
+        return self._running
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Run the connector's background tasks while the block runs.
+
+        Pass this method as the ``lifespan`` of a Starlette or FastAPI application
+        (``app`` is that application, and unused), or enter it from the host's
+        own lifespan. On exit, the sockets still open are closed with 1001.
+
+        Raises:
+            RuntimeError: the relay is already running.
+        """
+        if self._running:
+            raise RuntimeError(
+                "the relay is already running: enter RelayApp.lifespan() once, "
+                "either through the ASGI lifespan or from the host application"
+            )
+        async with self.connector:
+            self._running = True
+            try:
+                yield
+            finally:
+                self._running = False
+                await self._close_sockets()
+
+    async def _close_sockets(self) -> None:
+        if not self._sockets:
+            return
+        logger.info("closing %d room sockets: relay stopping", len(self._sockets))
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.close_timeout):
+            async with anyio.create_task_group() as group:
+                for connection in list(self._sockets):
+                    group.start_soon(
+                        connection.close, GOING_AWAY, "relay shutting down"
+                    )
+
+    # The ASGI entry point.
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection: HTTP, WebSocket or lifespan.
+
+        Raises:
+            ValueError: the scope type is none of these three.
+        """
+        kind = scope["type"]
+        if kind == "http":
+            await self._serve_http(scope, send)
+        elif kind == "websocket":
+            await self._serve_websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._serve_lifespan(receive, send)
+        else:
+            raise ValueError(
+                f"unsupported ASGI scope type {kind!r}: the relay serves http, "
+                "websocket and lifespan"
+            )
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        started = False
+        try:
+            async with self.lifespan():
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                while message["type"] != "lifespan.shutdown":
+                    message = await receive()
+        except Exception as exc:
+            logger.exception("relay lifespan failed")
+            kind = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": kind, "message": repr(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _serve_http(self, scope: Scope, send: Send) -> None:
+        request = make_request(scope)
+        if not self._running:
+            response = self._not_running()
+        else:
+            try:
+                response = await self.connector.handle_http(request)
+            except Exception:
+                logger.exception(
+                    "handle_http failed for %s %s from %s",
+                    request.method,
+                    request.path,
+                    request.remote_address,
+                )
+                response = HttpResponse(500, b"Internal Server Error\n")
+        body = b"" if request.method == "HEAD" else response.body
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": response_headers(response),
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _serve_websocket(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            # The client left before the handshake finished.
+            return
+        request = make_request(scope)
+        rejection = self._not_running() if not self._running else None
+        if rejection is None:
+            try:
+                rejection = self.connector.check_upgrade(request)
+            except Exception:
+                logger.exception(
+                    "check_upgrade failed for %s from %s",
+                    request.path,
+                    request.remote_address,
+                )
+                rejection = HttpResponse(500, b"Internal Server Error\n")
+        if rejection is not None:
+            logger.info(
+                "rejected the upgrade of %s from %s with HTTP %d",
+                request.path,
+                request.remote_address,
+                rejection.status,
+            )
+            await reject_websocket(scope, send, rejection)
+            return
+
+        await send({"type": "websocket.accept"})
+        connection = AsgiConnection(
+            receive,
+            send,
+            request.remote_address,
+            max_message_size=self.max_message_size,
+            close_timeout=self.close_timeout,
+        )
+        self._sockets.add(connection)
+        try:
+            await self._run_socket(request, connection)
+        finally:
+            self._sockets.discard(connection)
+
+    async def _run_socket(
+        self, request: HttpRequest, connection: AsgiConnection
+    ) -> None:
+        try:
+            await self.connector.handle_socket(request, connection)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await connection.close(GOING_AWAY, "relay shutting down")
+            raise
+        except Exception:
+            logger.exception("handle_socket failed for %s", request.remote_address)
+            await connection.close(INTERNAL_ERROR, "internal error")
+        else:
+            await connection.close(1000)
+
+    def _not_running(self) -> HttpResponse:
+        connector = self.connector
+        assert connector.serialize is not None
+        body = connector.serialize({"error": NOT_RUNNING})
+        return HttpResponse(503, body, [("Content-Type", connector.content_type)])
+
+
+# Conversions between ASGI and the relay's HTTP records.
+
+
+def route_path(scope: Scope) -> str:
+    """Return the request path below the mount point that ``root_path`` names.
+
+    Servers and frameworks differ on whether ``path`` includes ``root_path``: it
+    is removed when it is there, and the path is used as it is otherwise.
+    """
+    path: str = scope.get("path") or "/"
+    root_path: str = scope.get("root_path") or ""
+    if root_path and (path == root_path or path.startswith(root_path + "/")):
+        return path[len(root_path) :] or "/"
+    return path
+
+
+def remote_address(scope: Scope) -> str:
+    """Return the client's ``host:port`` from the ASGI scope, or ``unknown``."""
+    client = scope.get("client")
+    if not client:
+        return "unknown"
+    host, port = str(client[0]), client[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def make_request(scope: Scope) -> HttpRequest:
+    """Convert an HTTP or WebSocket scope. The last value of a repeated key wins."""
+    query_string: bytes = scope.get("query_string") or b""
+    query = dict(
+        urllib.parse.parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    )
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope.get("headers") or ()
+    ]
+    return HttpRequest(
+        method=scope.get("method", "GET"),
+        path=route_path(scope),
+        query=query,
+        headers=headers,
+        remote_address=remote_address(scope),
+    )
+
+
+def response_headers(response: HttpResponse) -> list[tuple[bytes, bytes]]:
+    """Return a response's headers for ASGI, with the body's ``content-length``."""
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers
+        if name.lower() not in FRAMING_HEADERS
+    ]
+    headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+    return headers
+
+
+async def reject_websocket(scope: Scope, send: Send, response: HttpResponse) -> None:
+    """Reject a WebSocket handshake with ``response``.
+
+    Without the ASGI server's support for HTTP responses to WebSocket requests,
+    the server sends HTTP 403 instead, with no body.
+    """
+    extensions = scope.get("extensions") or {}
+    if HTTP_RESPONSE_EXTENSION not in extensions:
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": response.status,
+            "headers": response_headers(response),
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": response.body})
+
+
+def create_app(
+    connector: ServerConnector | None = None,
+    *,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    close_timeout: float = 5.0,
+    **server_options: Any,
+) -> RelayApp:
+    """Make the relay's ASGI application.
+
+    ``server_options`` are the options of :class:`~roupn.server.ServerConnector`
+    (limits, endpoints, settings, listeners) except ``host``, ``port`` and
+    ``listen``, because the ASGI server listens. Pass ``connector`` instead to
+    serve a connector made with ``listen=False``.
+
+    Raises:
+        TypeError: an option is unknown, is one the ASGI server sets, or is given
+            together with ``connector``.
+        ValueError: ``connector`` opens its own listener, or a limit is invalid.
+    """
+    for name in ("host", "port", "listen"):
+        if name in server_options:
+            raise TypeError(
+                f"create_app() does not take {name!r}: the ASGI server listens, so "
+                "set the address with its own options (for example uvicorn "
+                "--host and --port)"
+            )
+    if connector is None:
+        connector = ServerConnector(listen=False, **server_options)
+    elif server_options:
+        names = ", ".join(sorted(server_options))
+        raise TypeError(
+            f"create_app() got a connector and the options {names}: set them on "
+            "the connector instead"
+        )
+    return RelayApp(
+        connector, max_message_size=max_message_size, close_timeout=close_timeout
+    )
