@@ -76,10 +76,12 @@ class AsgiConnection:
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
         self._send_lock = anyio.Lock()
-        # Set once the socket is closed by either side; receive and send raise it.
+        # The error that receive and send raise once either side closed the socket.
         self._closed: ConnectionClosedError | None = None
         # Scopes of the receives in progress, which a local close cancels.
         self._receive_scopes: set[anyio.CancelScope] = set()
+        # Set once the close message went to the server, or the client left.
+        self._close_done = anyio.Event()
 
     @property
     def remote_address(self) -> str:
@@ -110,6 +112,7 @@ class AsgiConnection:
                 # uvicorn raises ClientDisconnected, an OSError, once the client left.
                 logger.info("lost %s while writing: %r", self._remote_address, exc)
                 self._closed = ConnectionClosedError(CONNECTION_LOST, "client left")
+                self._close_done.set()
                 raise self._closed from exc
 
     async def receive(self) -> str | bytes:
@@ -144,6 +147,7 @@ class AsgiConnection:
                 reason = event.get("reason") or ""
                 if self._closed is None:
                     self._closed = ConnectionClosedError(code, reason)
+                    self._close_done.set()
             else:
                 logger.debug(
                     "ignored ASGI event %r from %s", kind, self._remote_address
@@ -152,30 +156,42 @@ class AsgiConnection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Ask the ASGI server to close the socket with a code and reason.
 
-        The server runs the closing handshake. Calling this on a closed connection
-        does nothing.
+        The server runs the closing handshake. On a connection that is already
+        closing, this waits, up to the close timeout, until the first close
+        reached the server, and sends nothing.
 
         Raises:
             ValueError: the code or reason cannot be sent in a close frame.
         """
         check_close(code, reason)
         if self._closed is not None:
+            # An application that returns before its close reached the server
+            # makes servers such as uvicorn drop the socket without a close frame.
+            with anyio.move_on_after(self._close_timeout):
+                await self._close_done.wait()
             return
         self._closed = ConnectionClosedError(code, reason)
         for scope in self._receive_scopes:
             scope.cancel()
-        # A send stuck on a client that stops reading holds the lock, so the
-        # timeout covers waiting for it too.
-        with anyio.move_on_after(self._close_timeout):
-            async with self._send_lock:
-                try:
+        # A send stuck on a client that stops reading holds the lock, and the
+        # server may wait for the client to read before it takes the close, so
+        # the timeout covers both.
+        try:
+            with anyio.move_on_after(self._close_timeout) as timeout:
+                async with self._send_lock:
                     await self._send(
                         {"type": "websocket.close", "code": code, "reason": reason}
                     )
-                except OSError as exc:
-                    logger.debug(
-                        "%s left before the close: %r", self._remote_address, exc
-                    )
+            if timeout.cancelled_caught:
+                logger.info(
+                    "closing %s timed out after %s s: the client reads too slowly",
+                    self._remote_address,
+                    self._close_timeout,
+                )
+        except OSError as exc:
+            logger.debug("%s left before the close: %r", self._remote_address, exc)
+        finally:
+            self._close_done.set()
 
     def _message_of(self, event: Message) -> str | bytes | None:
         data = event.get("bytes")

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import fastapi
 import hypercorn.asyncio
@@ -25,7 +26,7 @@ import trio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from test_attacks import close_of, control_of, room_frame
+from test_attacks import close_of, control, control_of, room_frame
 from test_end_to_end import admit
 
 import roupn
@@ -46,7 +47,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("quick_keys")]
 
 TIMEOUT = 20
 SETTINGS = Settings(transport="websockets")
-Serve = Callable[..., Any]
 
 
 def bound_socket() -> socket.socket:
@@ -57,12 +57,12 @@ def bound_socket() -> socket.socket:
     return sock
 
 
-async def wait_until(test: Callable[[], bool], what: str) -> None:
+async def wait_until(test: Callable[[], bool], description: str) -> None:
     """Poll ``test``, which reads state that a server thread changes."""
     with anyio.move_on_after(TIMEOUT):
         while not test():  # noqa: ASYNC110 - no event crosses the threads
             await anyio.sleep(0.02)
-    assert test(), f"timed out waiting for {what}"
+    assert test(), f"timed out waiting for {description}"
 
 
 @asynccontextmanager
@@ -259,7 +259,7 @@ async def relay_under_uvicorn(
         ("/create-room", "", "/create-room"),
         ("/roupn/create-room", "/roupn", "/create-room"),
         ("/roupn", "/roupn", "/"),
-        # A proxy that strips the prefix before the server sees the request.
+        # A proxy that strips the prefix before the request reaches the server.
         ("/create-room", "/roupn", "/create-room"),
         # A longer path segment with the same start is not below the prefix.
         ("/roupnx/create-room", "/roupn", "/roupnx/create-room"),
@@ -488,6 +488,52 @@ async def test_oversized_frames_closed_1009() -> None:
                         closed.reason
                     )
             await check_session(url)
+
+
+async def test_stalled_reader_disconnected() -> None:
+    """The ASGI server's send waits for a slow client, so the relay's queue fills."""
+    queue_size = 16
+    leaves: list[str] = []
+    async with relay_under_uvicorn(
+        send_queue_size=queue_size,
+        on_user_leave=lambda code, user: leaves.append(user),
+    ) as (app, url):
+        ticket = app.connector.create_room()
+        code = ticket.room_code
+        async with AsyncExitStack() as stack:
+            creator, _ = await join_raw(
+                stack, f"{url}/join-room?code={code}&creator={ticket.creator_secret}"
+            )
+            flooder, flooder_id = await join_raw(stack, f"{url}/join-room?code={code}")
+            stalled, stalled_id = await join_raw(stack, f"{url}/join-room?code={code}")
+            for user_id in (flooder_id, stalled_id):
+                await creator.send(control({"type": "_UV", "userId": user_id}))
+
+            async def read_all(socket: Connection) -> None:
+                while True:
+                    await socket.receive()
+
+            with anyio.fail_after(TIMEOUT):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(read_all, creator)
+                    group.start_soon(read_all, flooder)
+                    for number in range(2000):
+                        if stalled_id in leaves:
+                            break
+                        await flooder.send(room_frame(32_000))
+                        if number % 4 == 0:
+                            # Paced so that the members that read keep up.
+                            await anyio.sleep(0.01)
+                    group.cancel_scope.cancel()
+
+            assert stalled_id in leaves
+            room = app.connector.get_room(code)
+            assert room is not None
+            assert stalled_id not in room.users
+            assert flooder_id in room.users
+            closed = await close_of(stalled)
+            assert closed.code == 1013
+            assert closed.reason == "too_slow"
 
 
 async def test_binary_frame_on_text_relay_closed_1003() -> None:
