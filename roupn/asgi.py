@@ -30,9 +30,9 @@ __all__ = ["AsgiConnection", "RelayApp", "create_app"]
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+AsgiMessage = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[AsgiMessage]]
+Send = Callable[[AsgiMessage], Awaitable[None]]
 
 # The same default as the websockets transport of ``roupn serve``: 1 MiB.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
@@ -100,7 +100,7 @@ class AsgiConnection:
             ConnectionClosedError: the connection is closed.
         """
         if isinstance(message, str):
-            event: Message = {"type": "websocket.send", "text": message}
+            event: AsgiMessage = {"type": "websocket.send", "text": message}
         else:
             event = {"type": "websocket.send", "bytes": bytes(message)}
         async with self._send_lock:
@@ -126,7 +126,7 @@ class AsgiConnection:
         while True:
             if self._closed is not None:
                 raise self._closed
-            event: Message | None = None
+            event: AsgiMessage | None = None
             with anyio.CancelScope() as scope:
                 self._receive_scopes.add(scope)
                 try:
@@ -193,7 +193,7 @@ class AsgiConnection:
         finally:
             self._close_done.set()
 
-    def _message_of(self, event: Message) -> str | bytes | None:
+    def _message_of(self, event: AsgiMessage) -> str | bytes | None:
         data = event.get("bytes")
         if data is not None:
             return bytes(data)
@@ -316,7 +316,7 @@ class RelayApp:
         """Serve one ASGI connection: HTTP, WebSocket or lifespan.
 
         Raises:
-            ValueError: the scope type is none of these three.
+            ValueError: the scope type is not http, websocket or lifespan.
         """
         kind = scope["type"]
         if kind == "http":

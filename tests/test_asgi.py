@@ -32,7 +32,7 @@ from test_end_to_end import admit
 import roupn
 from roupn import Settings
 from roupn.asgi import (
-    Message,
+    AsgiMessage,
     RelayApp,
     create_app,
     make_request,
@@ -625,8 +625,8 @@ async def test_leaving_lifespan_closes_sockets_1001() -> None:
     ends, so this drives the application through its ASGI interface directly.
     """
     app = create_app(settings=SETTINGS)
-    to_app, app_receive = anyio.create_memory_object_stream[Message](10)
-    app_send, from_app = anyio.create_memory_object_stream[Message](10)
+    to_app, app_receive = anyio.create_memory_object_stream[AsgiMessage](10)
+    app_send, from_app = anyio.create_memory_object_stream[AsgiMessage](10)
     async with (
         to_app,
         app_receive,
@@ -675,12 +675,12 @@ async def test_rejection_without_response_extension(extension: bool) -> None:
         "client": ("127.0.0.1", 4000),
         "extensions": {"websocket.http.response": {}} if extension else {},
     }
-    sent: list[Message] = []
+    sent: list[AsgiMessage] = []
 
-    async def receive() -> Message:
+    async def receive() -> AsgiMessage:
         return {"type": "websocket.connect"}
 
-    async def send(message: Message) -> None:
+    async def send(message: AsgiMessage) -> None:
         sent.append(message)
 
     # Without a lifespan, the relay rejects every socket.
@@ -698,8 +698,8 @@ async def test_rejection_without_response_extension(extension: bool) -> None:
 
 async def test_asgi_lifespan_protocol() -> None:
     app = create_app(settings=SETTINGS)
-    to_app, app_receive = anyio.create_memory_object_stream[Message](1)
-    app_send, from_app = anyio.create_memory_object_stream[Message](1)
+    to_app, app_receive = anyio.create_memory_object_stream[AsgiMessage](1)
+    app_send, from_app = anyio.create_memory_object_stream[AsgiMessage](1)
     scope: dict[str, Any] = {"type": "lifespan", "asgi": {"version": "3.0"}}
     async with (
         to_app,
@@ -721,10 +721,10 @@ async def test_asgi_lifespan_protocol() -> None:
 async def test_unknown_scope_type_raises() -> None:
     app = create_app(settings=SETTINGS)
 
-    async def receive() -> Message:
+    async def receive() -> AsgiMessage:
         raise AssertionError("not called")
 
-    async def send(message: Message) -> None:
+    async def send(message: AsgiMessage) -> None:
         raise AssertionError("not called")
 
     with pytest.raises(ValueError, match="'webtransport'"):
