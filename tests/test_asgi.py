@@ -31,14 +31,8 @@ from test_end_to_end import admit
 
 import roupn
 from roupn import Settings
-from roupn.asgi import (
-    AsgiMessage,
-    RelayApp,
-    create_app,
-    make_request,
-    remote_address,
-    route_path,
-)
+from roupn.asgi import AsgiMessage, RelayApp, create_app
+from roupn.asgi_connection import make_request, remote_address, route_path
 from roupn.errors import ConnectionClosedError
 from roupn.interfaces import Connection
 from roupn.testing import EventRecorder
