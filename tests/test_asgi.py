@@ -64,7 +64,10 @@ async def run_uvicorn(app: Any, **options: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in a thread; yield its base URL."""
     sock = bound_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", **{"lifespan": "on", **options})
+    # log_config=None leaves the test process's logging alone, and the plain
+    # asyncio loop keeps uvicorn from installing uvloop where it is present.
+    defaults = {"lifespan": "on", "log_config": None, "loop": "asyncio"}
+    config = uvicorn.Config(app, **{**defaults, **options})
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, daemon=True
