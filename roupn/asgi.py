@@ -56,6 +56,9 @@ class RelayApp:
     that mounts this one must enter it from its own lifespan. Until then,
     create-room gets HTTP 503 and sockets are rejected with HTTP 503.
 
+    NOTE: rooms live in the memory of this process, so a server with several
+    worker processes splits them: run one worker.
+
     Args:
         connector: the relay that routes the rooms.
         max_message_size: maximum size in bytes of a received WebSocket message,
@@ -211,7 +214,9 @@ class RelayApp:
                 )
                 rejection = HttpResponse(500, b"Internal Server Error\n")
         if rejection is not None:
-            logger.info(
+            # The connector logs the rejections that limits make, rate-limited,
+            # and the ASGI server's access log records each one.
+            logger.debug(
                 "rejected the upgrade of %s from %s with HTTP %d",
                 request.path,
                 request.remote_address,
