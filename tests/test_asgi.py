@@ -401,6 +401,12 @@ async def test_session_under_hypercorn(worker: str) -> None:
     async with run_hypercorn(app, worker) as url:
         await check_session(url)
         assert app.running
+
+        # hypercorn sends the relay's own rejection of an upgrade, body included.
+        response = await raw_http(url, upgrade_request("/nowhere"))
+        status, body = status_and_body(response)
+        assert status == 404
+        assert json.loads(body) == {"error": "no endpoint at /nowhere"}
     assert not app.running
 
 
