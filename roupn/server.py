@@ -111,6 +111,12 @@ class ServerConnector(EventEmitter):
 
     ``limits_clock`` returns the monotonic time in seconds that the rate limits
     count with; tests replace it.
+
+    With ``listen=False`` the connector opens no listener of its own, and
+    ``host``, ``port`` and the transport are unused: another server, such as
+    the ASGI application in :mod:`roupn.asgi`, calls :meth:`handle_http`,
+    :meth:`check_upgrade` and :meth:`handle_socket` while the ``async with``
+    block runs.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class ServerConnector(EventEmitter):
         max_pending_per_room: int | None = 10,
         allowed_origins: list[str] | None = None,
         limits_clock: Callable[[], float] = time.monotonic,
+        listen: bool = True,
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(SERVER_EVENTS)
@@ -146,6 +153,7 @@ class ServerConnector(EventEmitter):
         self.settings = settings or Settings()
         self.host = host
         self.port = port
+        self.listen = listen
         self.create_room_endpoint = create_room_endpoint
         self.join_room_endpoint = join_room_endpoint
         self.send_queue_size = send_queue_size
@@ -202,17 +210,20 @@ class ServerConnector(EventEmitter):
     # Lifecycle.
 
     async def __aenter__(self) -> Self:
-        transport = self.settings.load_transport()
+        transport = self.settings.load_transport() if self.listen else None
         async with AsyncExitStack() as stack:
             self._task_group = await stack.enter_async_context(
                 anyio.create_task_group()
             )
             self._spawn = self._task_group.start_soon
-            self.url = await self._task_group.start(
-                transport.serve, self, self.host, self.port
-            )
             self._task_group.start_soon(self._expire_rooms)
-            logger.info("relay listening on %s", self.url)
+            if transport is not None:
+                self.url = await self._task_group.start(
+                    transport.serve, self, self.host, self.port
+                )
+                logger.info("relay listening on %s", self.url)
+            else:
+                logger.info("relay started without a listener")
             self._exit_stack = stack.pop_all()
         return self
 
