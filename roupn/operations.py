@@ -1,0 +1,86 @@
+"""The relay's endpoints for operators: health checks and Prometheus metrics."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .errors import RoupnError
+from .interfaces import HttpRequest, HttpResponse, Transport
+from .metrics import RelayMetrics
+
+__all__ = ["health_response", "listen_function", "metrics_response"]
+
+READ_METHODS = ("GET", "HEAD")
+
+
+def _method_not_allowed(request: HttpRequest) -> HttpResponse | None:
+    if request.method in READ_METHODS:
+        return None
+    body = f"use GET or HEAD for {request.path}\n".encode()
+    return HttpResponse(
+        405,
+        body,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Allow", "GET, HEAD")],
+    )
+
+
+def health_response(request: HttpRequest, shutting_down: bool) -> HttpResponse:
+    """Return 200 while the relay serves and 503 once it is shutting down.
+
+    The body names the state and the process id, which tells apart the workers
+    that share one port.
+    """
+    rejection = _method_not_allowed(request)
+    if rejection is not None:
+        return rejection
+    status = "shutting_down" if shutting_down else "serving"
+    body = json.dumps({"status": status, "pid": os.getpid()}).encode() + b"\n"
+    return HttpResponse(
+        503 if shutting_down else 200,
+        body,
+        [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+    )
+
+
+def metrics_response(request: HttpRequest, metrics: RelayMetrics) -> HttpResponse:
+    """Return the relay's metrics in the format the ``Accept`` header asks for.
+
+    Returns 404 when metrics are off.
+    """
+    rejection = _method_not_allowed(request)
+    if rejection is not None:
+        return rejection
+    rendered = metrics.render(request.header("Accept"))
+    if rendered is None:
+        body = b"metrics are off on this relay\n"
+        return HttpResponse(404, body, [("Content-Type", "text/plain; charset=utf-8")])
+    body, content_type = rendered
+    return HttpResponse(
+        200, body, [("Content-Type", content_type), ("Cache-Control", "no-store")]
+    )
+
+
+def listen_function(
+    transport: Transport, reuse_port: bool
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    """Return the transport's ``serve``, set to share its port if ``reuse_port``.
+
+    Raises:
+        RoupnError: ``reuse_port`` is set, but the transport's ``serve`` has no
+            ``reuse_port`` option.
+    """
+    if not reuse_port:
+        return transport.serve
+    if "reuse_port" not in inspect.signature(transport.serve).parameters:
+        raise RoupnError(
+            f"the {transport.name!r} transport cannot share a port between "
+            "processes because its serve() has no reuse_port option; run one "
+            "process, or choose a transport that listens on TCP such as 'websockets'"
+        )
+    serve: Callable[..., Coroutine[Any, Any, None]] = transport.serve
+    return functools.partial(serve, reuse_port=True)
