@@ -84,7 +84,7 @@ def metrics_available() -> bool:
 
 
 class RelayMetrics:
-    """The relay's events that metrics count; this base class ignores them all.
+    """The relay events that metrics count, one method each. This class ignores them.
 
     A relay calls these methods from its event loop thread. A backplane reaches
     the same object as ``ServerConnector.metrics`` and reports its latency with
@@ -108,8 +108,8 @@ class RelayMetrics:
     def rejected(self, reason: str) -> None:
         """Count a rejected request or join, or a socket closed for breaking a rule.
 
-        ``reason`` is a close reason such as ``room_full`` or one of the names in
-        :data:`REJECTION_CATEGORIES`; it is counted under its category.
+        ``reason`` is a close reason such as ``room_full`` or another key of
+        :data:`REJECTION_CATEGORIES`, and is counted under its category.
         """
 
     def socket_closed(self, reason: str) -> None:
@@ -143,9 +143,9 @@ class _MissingPackageMetrics(RelayMetrics):
         if not self._warned:
             self._warned = True
             logger.warning(
-                "GET /metrics returns 404: prometheus-client is not installed; "
-                "run pip install 'roupn[metrics]', or turn metrics off to hide "
-                "this message"
+                "GET /metrics returns 404 because prometheus-client is not "
+                "installed. Run pip install 'roupn[metrics]', or turn metrics off "
+                "(roupn serve --no-metrics) to hide this message"
             )
         return None
 

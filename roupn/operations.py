@@ -32,8 +32,8 @@ def _method_not_allowed(request: HttpRequest) -> HttpResponse | None:
 def health_response(request: HttpRequest, shutting_down: bool) -> HttpResponse:
     """Return 200 while the relay serves and 503 once it is shutting down.
 
-    The body names the state and the process id, which tells apart the workers
-    that share one port.
+    The body contains the state and the process id, so that callers can tell
+    apart the workers that share one port.
     """
     rejection = _method_not_allowed(request)
     if rejection is not None:
@@ -48,9 +48,9 @@ def health_response(request: HttpRequest, shutting_down: bool) -> HttpResponse:
 
 
 def metrics_response(request: HttpRequest, metrics: RelayMetrics) -> HttpResponse:
-    """Return the relay's metrics in the format the ``Accept`` header asks for.
+    """Return the relay's metrics in the format that the ``Accept`` header requests.
 
-    Returns 404 when metrics are off.
+    The response is 404 when metrics are off.
     """
     rejection = _method_not_allowed(request)
     if rejection is not None:

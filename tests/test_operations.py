@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10
 SETTINGS = Settings(transport="websockets")
 
-# Loggers of the relay side; the HTTP client in these tests logs each request.
+# Loggers of the relay side. The HTTP client of these tests logs each request too.
 RELAY_LOGGERS = {"roupn", "roupn_websockets", "websockets"}
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
