@@ -154,11 +154,24 @@ def _add_operations_options(serve: argparse.ArgumentParser) -> None:
         "prometheus-client package, roupn[metrics], is installed)",
     )
     operations.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics on this port instead of the relay's port, with "
+        "/healthz too; worker N of --workers uses this port plus N",
+    )
+    operations.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="address the metrics port listens on (default: --host)",
+    )
+    operations.add_argument(
         "--workers",
         type=_positive_int,
+        metavar="N",
         default=1,
-        help="processes that serve the port together; more than 1 needs Linux "
-        "and a shared backplane (default: 1)",
+        help="processes that serve the port together, where more than 1 needs "
+        "Linux and a shared backplane (default: 1)",
     )
     operations.add_argument(
         "--shutdown-delay",
@@ -299,6 +312,8 @@ async def _serve(args: argparse.Namespace) -> None:
         max_pending_per_room=args.max_pending_per_room,
         allowed_origins=args.allowed_origins,
         metrics=args.metrics,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
         reuse_port=args.worker_id is not None,
     )
     async with server:
@@ -321,10 +336,17 @@ def _serve_workers(
     problem = workers.check_worker_options(args.workers, backplane)
     if problem is not None:
         parser.error(problem)
+    if args.metrics_port and args.metrics_port + args.workers - 1 > 65535:
+        parser.error(
+            f"invalid --metrics-port {args.metrics_port}: the {args.workers} "
+            "workers need that many ports from it, up to 65535"
+        )
     with workers.reserve_port(args.host, args.port) as reserved:
         port = reserved.getsockname()[1]
         supervisor = workers.Supervisor(
-            lambda worker_id: workers.worker_command(argv, worker_id, port),
+            lambda worker_id: workers.worker_command(
+                argv, worker_id, port, args.metrics_port
+            ),
             args.workers,
             stop_timeout=(args.shutdown_delay or 0.0) + workers.STOP_TIMEOUT,
         )

@@ -7,13 +7,23 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RoupnError
-from .interfaces import HttpRequest, HttpResponse, Transport
+from .interfaces import Connection, HttpRequest, HttpResponse, Transport
 from .metrics import RelayMetrics
 
-__all__ = ["health_response", "listen_function", "metrics_response"]
+if TYPE_CHECKING:
+    from .server import ServerConnector
+
+__all__ = [
+    "OperationsApplication",
+    "health_response",
+    "listen_function",
+    "metrics_response",
+]
+
+PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 READ_METHODS = ("GET", "HEAD")
 
@@ -22,11 +32,7 @@ def _method_not_allowed(request: HttpRequest) -> HttpResponse | None:
     if request.method in READ_METHODS:
         return None
     body = f"use GET or HEAD for {request.path}\n".encode()
-    return HttpResponse(
-        405,
-        body,
-        [("Content-Type", "text/plain; charset=utf-8"), ("Allow", "GET, HEAD")],
-    )
+    return HttpResponse(405, body, [PLAIN_TEXT, ("Allow", "GET, HEAD")])
 
 
 def health_response(request: HttpRequest, shutting_down: bool) -> HttpResponse:
@@ -58,11 +64,38 @@ def metrics_response(request: HttpRequest, metrics: RelayMetrics) -> HttpRespons
     rendered = metrics.render(request.header("Accept"))
     if rendered is None:
         body = b"metrics are off on this relay\n"
-        return HttpResponse(404, body, [("Content-Type", "text/plain; charset=utf-8")])
+        return HttpResponse(404, body, [PLAIN_TEXT])
     body, content_type = rendered
     return HttpResponse(
         200, body, [("Content-Type", content_type), ("Cache-Control", "no-store")]
     )
+
+
+class OperationsApplication:
+    """The health and metrics endpoints of a relay, for a port of their own.
+
+    The port serves nothing else, so it can stay closed to the public while the
+    relay's port is open.
+    """
+
+    def __init__(self, server: ServerConnector) -> None:
+        self._server = server
+
+    async def handle_http(self, request: HttpRequest) -> HttpResponse:
+        if request.path == self._server.health_endpoint:
+            return health_response(request, self._server.shutting_down)
+        if request.path == self._server.metrics_endpoint:
+            return metrics_response(request, self._server.metrics)
+        body = f"no endpoint at {request.path} on the metrics port\n".encode()
+        return HttpResponse(404, body, [PLAIN_TEXT])
+
+    def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:
+        body = b"the metrics port does not accept WebSocket connections\n"
+        return HttpResponse(404, body, [PLAIN_TEXT])
+
+    async def handle_socket(self, request: HttpRequest, connection: Connection) -> None:
+        # check_upgrade rejects every upgrade, so no socket gets here.
+        await connection.close(1008, "no sockets on the metrics port")
 
 
 def listen_function(

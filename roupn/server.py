@@ -20,7 +20,12 @@ from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
 from .limits import ConnectionLimiter, RateLimiter, client_host
 from .metrics import RelayMetrics, make_relay_metrics
-from .operations import health_response, listen_function, metrics_response
+from .operations import (
+    OperationsApplication,
+    health_response,
+    listen_function,
+    metrics_response,
+)
 from .relay import (
     POLICY_VIOLATION,
     Action,
@@ -118,8 +123,10 @@ class ServerConnector(EventEmitter):
     serves and 503 once :meth:`begin_shutdown` was called. ``GET /metrics``
     (``metrics_endpoint``) returns Prometheus metrics when ``metrics`` is on: True
     requires the ``metrics`` extra, None turns them on if it is installed, and
-    False turns them off. ``reuse_port`` lets several processes listen on one
-    port (Linux ``SO_REUSEPORT``), for transports that support it.
+    False turns them off. With ``metrics_port``, metrics move to a port of their
+    own (on ``metrics_host``, by default ``host``), which serves the health
+    endpoint too. ``reuse_port`` lets several processes listen on one port
+    (Linux ``SO_REUSEPORT``), for transports that support it.
     """
 
     def __init__(
@@ -151,6 +158,8 @@ class ServerConnector(EventEmitter):
         health_endpoint: str = "/healthz",
         metrics_endpoint: str = "/metrics",
         metrics: bool | None = None,
+        metrics_host: str | None = None,
+        metrics_port: int | None = None,
         reuse_port: bool = False,
         **listeners: Callable[..., Any],
     ) -> None:
@@ -209,6 +218,9 @@ class ServerConnector(EventEmitter):
         )
         self.health_endpoint = health_endpoint
         self.metrics_endpoint = metrics_endpoint
+        self.metrics_host = host if metrics_host is None else metrics_host
+        self.metrics_port = metrics_port
+        self.metrics_url: str | None = None
         self.reuse_port = reuse_port
         self.shutting_down = False
         self.metrics: RelayMetrics = make_relay_metrics(
@@ -237,6 +249,14 @@ class ServerConnector(EventEmitter):
             )
             self._task_group.start_soon(self._expire_rooms)
             logger.info("relay listening on %s", self.url)
+            if self.metrics_port is not None:
+                self.metrics_url = await self._task_group.start(
+                    transport.serve,
+                    OperationsApplication(self),
+                    self.metrics_host,
+                    self.metrics_port,
+                )
+                logger.info("metrics and health on %s", self.metrics_url)
             self._exit_stack = stack.pop_all()
         return self
 
@@ -370,7 +390,7 @@ class ServerConnector(EventEmitter):
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
         if request.path == self.health_endpoint:
             return health_response(request, self.shutting_down)
-        if request.path == self.metrics_endpoint:
+        if request.path == self.metrics_endpoint and self.metrics_port is None:
             return metrics_response(request, self.metrics)
         if request.path != self.create_room_endpoint:
             return self._json_response(404, {"error": f"no endpoint at {request.path}"})

@@ -97,22 +97,19 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return reserved
 
 
-def worker_command(argv: Sequence[str], worker_id: int, port: int) -> list[str]:
+def worker_command(
+    argv: Sequence[str], worker_id: int, port: int, metrics_port: int | None = None
+) -> list[str]:
     """Return the command line of one worker: the same options, one process.
 
     The last occurrence of an option wins, so the appended ``--port`` replaces
-    a port of 0 with the port the supervisor reserved.
+    a port of 0 with the port the supervisor reserved. Worker N serves metrics
+    on ``metrics_port`` plus N, or on a free port if ``metrics_port`` is 0.
     """
-    return [
-        sys.executable,
-        "-m",
-        "roupn",
-        *argv,
-        "--port",
-        str(port),
-        "--worker-id",
-        str(worker_id),
-    ]
+    command = [sys.executable, "-m", "roupn", *argv, "--port", str(port)]
+    if metrics_port:
+        command += ["--metrics-port", str(metrics_port + worker_id)]
+    return [*command, "--worker-id", str(worker_id)]
 
 
 class Supervisor:
@@ -223,7 +220,7 @@ class Supervisor:
             await anyio.sleep(RESTART_DELAY)
 
     def _may_restart(self) -> bool:
-        """Count one restart; return False when the window already has too many."""
+        """Count one restart, and return False when the window already has too many."""
         now = time.monotonic()
         self._restarts.append(now)
         while self._restarts and self._restarts[0] <= now - RESTART_WINDOW:

@@ -17,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import roupn
 from roupn import Settings
-from roupn.errors import ConnectionClosedError, MissingDependencyError
+from roupn.errors import ConnectionClosedError, MissingDependencyError, RoupnError
 from roupn.interfaces import Connection
+from roupn.operations import listen_function
 
 pytestmark = pytest.mark.anyio
 
@@ -311,3 +312,55 @@ def test_metrics_required_but_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("roupn.metrics.metrics_available", lambda: False)
     with pytest.raises(MissingDependencyError, match=r"roupn\[metrics\]"):
         roupn.create_server_connector(settings=SETTINGS, metrics=True)
+
+
+async def test_metrics_port_serves_operations_only() -> None:
+    transport = SETTINGS.load_transport()
+    async with running_relay(metrics_port=0) as server:
+        assert server.metrics_url is not None
+        assert server.metrics_url != server.url
+        assert (await get(server, "/metrics")).status_code == 404
+        assert (await get(server, "/healthz")).status_code == 200
+        assert (await get(server, "/create-room")).status_code == 200
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            metrics = await client.get(f"{server.metrics_url}/metrics")
+            health = await client.get(f"{server.metrics_url}/healthz")
+            create = await client.get(f"{server.metrics_url}/create-room")
+        with pytest.raises(ConnectionClosedError, match="404"):
+            async with transport.connect(f"{server.metrics_url}/join-room?code=X"):
+                pass
+    assert metrics.status_code == 200
+    assert "roupn_rooms_created_total 1.0" in metrics.text
+    assert health.status_code == 200
+    assert create.status_code == 404
+
+
+async def test_metrics_count_slow_consumer() -> None:
+    transport = SETTINGS.load_transport()
+    async with running_relay(send_queue_size=1) as server:
+        ticket = (await get(server, "/create-room")).json()
+        code = ticket["roomCode"]
+        creator_url = (
+            f"{server.url}/join-room?code={code}&creator={ticket['creatorSecret']}"
+        )
+        async with transport.connect(creator_url) as creator_socket:
+            await Member(creator_socket).receive()
+            # The waiting writer takes the first frame and the queue of one
+            # frame the second, so the third finds the queue full.
+            for _ in range(3):
+                server.message_user(code, ticket["userId"], {"type": "note"})
+            with pytest.raises(ConnectionClosedError) as info:
+                with anyio.fail_after(TIMEOUT):
+                    while True:
+                        await creator_socket.receive()
+            assert info.value.reason == "too_slow"
+        samples = await scrape(server)
+    assert value(samples, "roupn_slow_consumers_dropped_total") == 1
+    assert sum(v for (name, _), v in samples.items() if "rejections" in name) == 0
+
+
+def test_reuse_port_needs_transport_support() -> None:
+    transport = Settings(transport="memory").load_transport()
+    with pytest.raises(RoupnError, match="cannot share a port"):
+        listen_function(transport, reuse_port=True)
+    assert listen_function(transport, reuse_port=False) == transport.serve

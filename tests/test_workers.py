@@ -226,3 +226,49 @@ def test_serve_sigterm_returns_503_first(
     assert response.status_code == 503
     assert response.json()["status"] == "shutting_down"
     assert relay.process.wait(timeout=TIMEOUT) == 0
+
+
+@linux_only
+def test_workers_own_metrics_ports(tmp_path: Path, relays: list[Relay]) -> None:
+    relay = start_relay(tmp_path, "--workers", "2", "--metrics-port", "0")
+    relays.append(relay)
+    url = worker_url(relay)
+    health_pids(url, 2)
+    metrics_urls = re.findall(
+        r"metrics and health on (http://\S+)", relay.log.read_text()
+    )
+    assert len(metrics_urls) == 2
+
+    requests = 6
+    for _ in range(requests):
+        assert httpx.get(f"{url}/create-room", timeout=TIMEOUT).status_code == 200
+    assert httpx.get(f"{url}/metrics", timeout=TIMEOUT).status_code == 404
+    created = 0.0
+    pids = set()
+    for metrics_url in metrics_urls:
+        pids.add(httpx.get(f"{metrics_url}/healthz", timeout=TIMEOUT).json()["pid"])
+        text = httpx.get(f"{metrics_url}/metrics", timeout=TIMEOUT).text
+        found = re.search(r"^roupn_rooms_created_total (\S+)$", text, re.MULTILINE)
+        assert found is not None
+        created += float(found.group(1))
+    assert len(pids) == 2
+    assert created == requests
+    assert relay.stop() == 0
+
+
+def test_serve_metrics_required_but_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("roupn.metrics.metrics_available", lambda: False)
+    assert main(["serve", "--port", "0", "--metrics"]) == 1
+    assert "pip install 'roupn[metrics]'" in capsys.readouterr().err
+
+
+def test_workers_reject_metrics_ports_past_65535(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("roupn.workers.check_worker_options", lambda *args: None)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--workers", "3", "--metrics-port", "65534"])
+    assert info.value.code == 2
+    assert "invalid --metrics-port 65534" in capsys.readouterr().err
