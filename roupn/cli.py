@@ -350,11 +350,9 @@ def _serve_workers(
             args.workers,
             stop_timeout=(args.shutdown_delay or 0.0) + workers.STOP_TIMEOUT,
         )
+        host = f"[{args.host}]" if ":" in args.host else args.host
         logger.info(
-            "starting %d relay workers on http://%s:%d",
-            args.workers,
-            args.host,
-            port,
+            "starting %d relay workers on http://%s:%d", args.workers, host, port
         )
         return anyio.run(supervisor.run, backend=args.async_backend)
 
