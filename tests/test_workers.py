@@ -95,11 +95,13 @@ def health_pids(url: str, wanted: int, exclude: set[int] = frozenset()) -> set[i
 
 
 def is_running(pid: int) -> bool:
+    """Return whether ``pid`` runs; a zombie that no one reaped yet does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    # The state follows the command name, which is in parentheses.
+    return status.rpartition(")")[2].split()[0] != "Z"
 
 
 def wait_until_gone(pids: set[int]) -> None:
