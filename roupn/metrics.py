@@ -96,8 +96,11 @@ class RelayMetrics:
     def frame_received(self, size: int) -> None:
         """Count a frame of ``size`` bytes (characters for text frames) from a user."""
 
-    def frame_sent(self, size: int) -> None:
-        """Count a frame of ``size`` bytes queued for one user's socket."""
+    def frames_sent(self, count: int, size: int) -> None:
+        """Count ``count`` copies of a frame of ``size`` bytes queued for sockets.
+
+        A relay that queues one frame for several users calls this once.
+        """
 
     def room_created(self) -> None:
         """Count a created room."""
@@ -207,8 +210,8 @@ class PrometheusRelayMetrics(RelayMetrics):
         self.room_sizes = room_sizes
         self.frames_received = 0
         self.bytes_received = 0
-        self.frames_sent = 0
-        self.bytes_sent = 0
+        self.frames_relayed = 0
+        self.bytes_relayed = 0
         self.rooms_created = 0
         self.users_joined = 0
         self.slow_consumers = 0
@@ -230,9 +233,9 @@ class PrometheusRelayMetrics(RelayMetrics):
         self.frames_received += 1
         self.bytes_received += size
 
-    def frame_sent(self, size: int) -> None:
-        self.frames_sent += 1
-        self.bytes_sent += size
+    def frames_sent(self, count: int, size: int) -> None:
+        self.frames_relayed += count
+        self.bytes_relayed += count * size
 
     def room_created(self) -> None:
         self.rooms_created += 1
@@ -312,13 +315,13 @@ class _RelayCollector:
             (
                 "roupn_frames_relayed",
                 "Frames queued for users' sockets, one per receiver.",
-                metrics.frames_sent,
+                metrics.frames_relayed,
             ),
             (
                 "roupn_relayed_bytes",
                 "Bytes of frames queued for users' sockets (characters of text "
                 "frames).",
-                metrics.bytes_sent,
+                metrics.bytes_relayed,
             ),
             (
                 "roupn_slow_consumers_dropped",

@@ -315,7 +315,7 @@ class ServerConnector(EventEmitter):
             return
         try:
             peer.outbox.send_nowait(frame)
-            self.metrics.frame_sent(len(frame))
+            self.metrics.frames_sent(1, len(frame))
         except anyio.WouldBlock:
             self.metrics.slow_consumer_dropped()
             logger.warning(

@@ -345,15 +345,18 @@ async def test_metrics_count_slow_consumer() -> None:
         )
         async with transport.connect(creator_url) as creator_socket:
             await Member(creator_socket).receive()
-            # The waiting writer takes the first frame and the queue of one
-            # frame the second, so the third finds the queue full.
+            # A writer that waits already takes the first frame, so the second or
+            # the third finds the queue of one frame full and closes the room.
             for _ in range(3):
+                if server.get_room(code) is None:
+                    break
                 server.message_user(code, ticket["userId"], {"type": "note"})
-            with pytest.raises(ConnectionClosedError) as info:
-                with anyio.fail_after(TIMEOUT):
-                    while True:
-                        await creator_socket.receive()
-            assert info.value.reason == "too_slow"
+            assert server.get_room(code) is None
+            # The close frame may not arrive, because the relay skips the frames
+            # queued before it and closes at once.
+            with pytest.raises(ConnectionClosedError), anyio.fail_after(TIMEOUT):
+                while True:
+                    await creator_socket.receive()
         samples = await scrape(server)
     assert value(samples, "roupn_slow_consumers_dropped_total") == 1
     assert sum(v for (name, _), v in samples.items() if "rejections" in name) == 0
