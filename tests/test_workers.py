@@ -183,6 +183,16 @@ def test_worker_restarted_after_kill(tmp_path: Path, relays: list[Relay]) -> Non
 
 
 @linux_only
+def test_workers_stop_on_ctrl_c(tmp_path: Path, relays: list[Relay]) -> None:
+    relay = start_relay(tmp_path, "--workers", "2")
+    relays.append(relay)
+    pids = health_pids(worker_url(relay), 2)
+    assert relay.stop(signal.SIGINT) == 130
+    wait_until_gone(pids)
+    assert "received SIGINT; stopping 2 workers" in relay.log.read_text()
+
+
+@linux_only
 def test_workers_stop_with_supervisor(tmp_path: Path, relays: list[Relay]) -> None:
     relay = start_relay(tmp_path, "--workers", "2", "--async-backend", "trio")
     relays.append(relay)
