@@ -162,6 +162,47 @@ def _relay_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _add_operations_options(serve: argparse.ArgumentParser) -> None:
+    operations = serve.add_argument_group("operations")
+    operations.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve Prometheus metrics at /metrics (default: on when the "
+        "prometheus-client package, roupn[metrics], is installed)",
+    )
+    operations.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics on this port instead of the relay's port, with "
+        "/healthz too; worker N of --workers uses this port plus N",
+    )
+    operations.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="address the metrics port listens on (default: --host)",
+    )
+    operations.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        default=1,
+        help="processes that serve the port together, where more than 1 needs "
+        "Linux and a shared backplane (default: 1)",
+    )
+    operations.add_argument(
+        "--shutdown-delay",
+        type=_optional_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds to keep serving after SIGTERM while /healthz returns 503, "
+        "so load balancers stop sending new clients first (default: 0)",
+    )
+    # Set by the supervising process of --workers on each worker it starts.
+    operations.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)
+
+
 def _expected_error(error: BaseException) -> BaseException | None:
     """Return the first error a user can act on, looking inside exception groups."""
     if isinstance(error, BaseExceptionGroup):
@@ -206,6 +247,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds before a room whose creator never connected is removed",
     )
     _add_limit_options(serve)
+    _add_operations_options(serve)
     _add_backend_options(serve)
 
     demo = commands.add_parser(
@@ -305,6 +347,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> None:
     from .server import create_server_connector
+    from .workers import serve_until_stopped
 
     settings = Settings(transport=args.transport, serializer=args.serializer)
     server = create_server_connector(
@@ -322,21 +365,67 @@ async def _serve(args: argparse.Namespace) -> None:
         idle_timeout=args.idle_timeout,
         max_pending_per_room=args.max_pending_per_room,
         allowed_origins=args.allowed_origins,
+        metrics=args.metrics,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        reuse_port=args.worker_id is not None,
     )
     async with server:
-        await server.serve_forever()
+        await serve_until_stopped(
+            server,
+            shutdown_delay=args.shutdown_delay or 0.0,
+            watch_parent=args.worker_id is not None,
+        )
+
+
+def _serve_workers(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]
+) -> int:
+    """Run ``args.workers`` relay processes on one port until stopped."""
+    from . import workers
+
+    # NOTE: "memory" stands for rooms kept in one process until serve has a
+    # --backplane option.
+    backplane = getattr(args, "backplane", workers.LOCAL_BACKPLANE)
+    problem = workers.check_worker_options(args.workers, backplane)
+    if problem is not None:
+        parser.error(problem)
+    if args.metrics_port and args.metrics_port + args.workers - 1 > 65535:
+        parser.error(
+            f"invalid --metrics-port {args.metrics_port}: the {args.workers} "
+            "workers need that many ports from it, up to 65535"
+        )
+    with workers.reserve_port(args.host, args.port) as reserved:
+        port = reserved.getsockname()[1]
+        supervisor = workers.Supervisor(
+            lambda worker_id: workers.worker_command(
+                argv, worker_id, port, args.metrics_port
+            ),
+            args.workers,
+            stop_timeout=(args.shutdown_delay or 0.0) + workers.STOP_TIMEOUT,
+        )
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        logger.info(
+            "starting %d relay workers on http://%s:%d", args.workers, host, port
+        )
+        return anyio.run(supervisor.run, backend=args.async_backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
+    workers = args.command == "serve" and (
+        args.workers > 1 or args.worker_id is not None
+    )
+    process = " [%(process)d]" if workers else ""
     logging.basicConfig(
         level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s",
     )
     try:
         if args.command == "plugins":
@@ -344,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(extra)
         if args.command == "serve":
+            if args.workers > 1 and args.worker_id is None:
+                return _serve_workers(parser, args, argv)
             anyio.run(_serve, args, backend=args.async_backend)
             return 0
         if args.command == "demo":

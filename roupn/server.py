@@ -19,6 +19,13 @@ from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
 from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
 from .limits import ConnectionLimiter, RateLimiter, client_host
+from .metrics import RelayMetrics, make_relay_metrics
+from .operations import (
+    OperationsApplication,
+    health_response,
+    listen_function,
+    metrics_response,
+)
 from .relay import (
     POLICY_VIOLATION,
     Action,
@@ -117,6 +124,15 @@ class ServerConnector(EventEmitter):
     the ASGI application in :mod:`roupn.asgi`, calls :meth:`handle_http`,
     :meth:`check_upgrade` and :meth:`handle_socket` while the ``async with``
     block runs.
+
+    Operations: ``GET /healthz`` (``health_endpoint``) returns 200 while the relay
+    serves and 503 once :meth:`begin_shutdown` was called. ``GET /metrics``
+    (``metrics_endpoint``) returns Prometheus metrics when ``metrics`` is on: True
+    requires the ``metrics`` extra, None turns them on if it is installed, and
+    False turns them off. With ``metrics_port``, metrics move to a port of their
+    own (on ``metrics_host``, by default ``host``), which serves the health
+    endpoint too. ``reuse_port`` lets several processes listen on one port
+    (Linux ``SO_REUSEPORT``), for transports that support it.
     """
 
     def __init__(
@@ -146,6 +162,12 @@ class ServerConnector(EventEmitter):
         allowed_origins: list[str] | None = None,
         limits_clock: Callable[[], float] = time.monotonic,
         listen: bool = True,
+        health_endpoint: str = "/healthz",
+        metrics_endpoint: str = "/metrics",
+        metrics: bool | None = None,
+        metrics_host: str | None = None,
+        metrics_port: int | None = None,
+        reuse_port: bool = False,
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(SERVER_EVENTS)
@@ -202,6 +224,20 @@ class ServerConnector(EventEmitter):
             verification_timeout=verification_timeout,
             binary=serializer.binary if serializer else False,
         )
+        self.health_endpoint = health_endpoint
+        self.metrics_endpoint = metrics_endpoint
+        self.metrics_host = host if metrics_host is None else metrics_host
+        self.metrics_port = metrics_port
+        self.metrics_url: str | None = None
+        self.reuse_port = reuse_port
+        self.shutting_down = False
+        self.metrics: RelayMetrics = make_relay_metrics(
+            metrics,
+            open_connections=lambda: self._connections.total,
+            room_sizes=lambda: (
+                len(room.members) for room in self.state.rooms.values()
+            ),
+        )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -219,9 +255,20 @@ class ServerConnector(EventEmitter):
             self._task_group.start_soon(self._expire_rooms)
             if transport is not None:
                 self.url = await self._task_group.start(
-                    transport.serve, self, self.host, self.port
+                    listen_function(transport, self.reuse_port),
+                    self,
+                    self.host,
+                    self.port,
                 )
                 logger.info("relay listening on %s", self.url)
+                if self.metrics_port is not None:
+                    self.metrics_url = await self._task_group.start(
+                        transport.serve,
+                        OperationsApplication(self),
+                        self.metrics_host,
+                        self.metrics_port,
+                    )
+                    logger.info("metrics and health on %s", self.metrics_url)
             else:
                 logger.info("relay started without a listener")
             self._exit_stack = stack.pop_all()
@@ -234,6 +281,7 @@ class ServerConnector(EventEmitter):
         traceback: TracebackType | None,
     ) -> bool | None:
         assert self._exit_stack is not None and self._task_group is not None
+        self.shutting_down = True
         self._task_group.cancel_scope.cancel()
         try:
             return await self._exit_stack.__aexit__(exc_type, exc, traceback)
@@ -241,6 +289,15 @@ class ServerConnector(EventEmitter):
             self._task_group = None
             self._spawn = None
             logger.info("relay stopped")
+
+    def begin_shutdown(self) -> None:
+        """Make the health endpoint return 503 while the relay keeps serving.
+
+        Load balancers then stop sending new clients before the relay stops.
+        """
+        if not self.shutting_down:
+            logger.info("relay shutting down: the health endpoint now returns 503")
+        self.shutting_down = True
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (for example by Ctrl-C)."""
@@ -272,7 +329,9 @@ class ServerConnector(EventEmitter):
             return
         try:
             peer.outbox.send_nowait(frame)
+            self.metrics.frames_sent(1, len(frame))
         except anyio.WouldBlock:
+            self.metrics.slow_consumer_dropped()
             logger.warning(
                 "user %s fell %d frames behind; disconnecting",
                 user_id,
@@ -286,6 +345,7 @@ class ServerConnector(EventEmitter):
         peer = self._peers.pop(user_id, None)
         if peer is None:
             return
+        self.metrics.socket_closed(reason)
         try:
             peer.outbox.send_nowait((code, reason))
         except anyio.WouldBlock:
@@ -331,6 +391,7 @@ class ServerConnector(EventEmitter):
             return None
         if origin in self.allowed_origins:
             return None
+        self.metrics.rejected("origin")
         self._log_rejection(
             request.remote_address,
             "%s from %s: origin %r is not allowed",
@@ -341,6 +402,10 @@ class ServerConnector(EventEmitter):
         return self._json_response(403, {"error": f"origin {origin!r} not allowed"})
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
+        if request.path == self.health_endpoint:
+            return health_response(request, self.shutting_down)
+        if request.path == self.metrics_endpoint and self.metrics_port is None:
+            return metrics_response(request, self.metrics)
         if request.path != self.create_room_endpoint:
             return self._json_response(404, {"error": f"no endpoint at {request.path}"})
         if request.method != "GET":
@@ -354,6 +419,7 @@ class ServerConnector(EventEmitter):
         if self._room_creations is not None and not self._room_creations.allow(
             client_host(address)
         ):
+            self.metrics.rejected("rate_limited")
             self._log_rejection(address, "create-room from %s: rate_limited", address)
             message = "too many rooms created from this address; try again later"
             return self._json_response(429, {"error": message}, origin)
@@ -366,6 +432,7 @@ class ServerConnector(EventEmitter):
                 if limit < 1:
                     raise ValueError
             except ValueError:
+                self.metrics.rejected("invalid_limit")
                 message = (
                     f"invalid limit {raw_limit!r}: use a whole number of at least 1"
                 )
@@ -374,6 +441,7 @@ class ServerConnector(EventEmitter):
         try:
             ticket = self.create_room(limit)
         except RoomLimitError as exc:
+            self.metrics.rejected("too_many_rooms")
             self._log_rejection(address, "create-room from %s: %s", address, exc)
             return self._json_response(429, {"error": str(exc)}, origin)
         return self._json_response(200, ticket.to_message(), origin)
@@ -396,7 +464,9 @@ class ServerConnector(EventEmitter):
         Raises:
             RoomLimitError: the relay already has ``max_rooms`` rooms.
         """
-        return self.state.create_room(limit)
+        ticket = self.state.create_room(limit)
+        self.metrics.room_created()
+        return ticket
 
     async def join_room(
         self,
@@ -413,11 +483,13 @@ class ServerConnector(EventEmitter):
         host = client_host(address)
         over_limit = self._connections.open(host)
         if over_limit is not None:
+            self.metrics.rejected(over_limit)
             self._log_rejection(address, "join from %s: %s", address, over_limit)
             await connection.close(TRY_AGAIN_LATER, over_limit)
             return
         try:
             if self._join_attempts is not None and not self._join_attempts.allow(host):
+                self.metrics.rejected("rate_limited")
                 self._log_rejection(address, "join from %s: rate_limited", address)
                 await connection.close(POLICY_VIOLATION, "rate_limited")
                 return
@@ -433,11 +505,13 @@ class ServerConnector(EventEmitter):
     ) -> None:
         joined = self.state.join(room_code, creator_secret)
         if isinstance(joined, JoinRefused):
+            self.metrics.rejected(joined.reason)
             address = connection.remote_address
             self._log_rejection(address, "join from %s: %s", address, joined.reason)
             await connection.close(joined.code, joined.reason)
             return
         user_id, actions = joined
+        self.metrics.user_joined()
         send, receive = anyio.create_memory_object_stream[
             str | bytes | tuple[int, str]
         ](self.send_queue_size)
@@ -476,6 +550,7 @@ class ServerConnector(EventEmitter):
                 )
                 self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
                 return
+            self.metrics.frame_received(len(message))
             try:
                 actions = self.state.receive(user_id, message)
             except Exception:
