@@ -1,0 +1,124 @@
+"""Fan-out throughput: roupn's relay against a minimal ``websockets`` relay.
+
+A room of 16 members, 4 of them sending 256-byte room messages, floods a relay
+that runs in a process of its own; the load generator
+(:mod:`benchmarks.relay_fanout_load`) runs in another and keeps up to ``window``
+frames on their way to each member. Both relays run in the same way and in the
+same run, one after the other: roupn's (:mod:`benchmarks.relay_server`) and the
+baseline (:mod:`benchmarks.relay_baseline`), a few lines on
+``websockets.asyncio`` that forward each frame with ``websockets.broadcast()``.
+
+``python -m benchmarks.relay_fanout`` runs the comparison alone and prints the
+frames per second of each relay and their ratio; the relay family of
+``python -m benchmarks`` runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .processes import ChildProcess
+from .relay_fanout_load import event_loop_name
+
+__all__ = ["BASELINE", "ROUPN", "WINDOW", "flood", "main"]
+
+ROOM_SIZE = 16
+SENDERS = 4
+
+# Frames that each member may still wait for: enough that the relay always has
+# frames queued, few enough that the relay's send buffers stay small.
+WINDOW = 64
+
+ROUPN = "roupn"
+BASELINE = "websockets broadcast()"
+
+RELAY_MODULES = {ROUPN: "benchmarks.relay_server", BASELINE: "benchmarks.relay_baseline"}
+
+# Seconds for a child to start and report, and beyond each run's own length.
+START_TIMEOUT = 60.0
+SLACK = 30.0
+DRAIN_TIMEOUT = 5.0
+
+
+def flood(
+    relay: str, warmup: float, duration: float, interval: float, window: int = WINDOW
+) -> dict[str, Any]:
+    """Flood a room of one relay (``ROUPN`` or ``BASELINE``); return the summary."""
+    run_time = warmup + duration + DRAIN_TIMEOUT
+    config: dict[str, Any] = {
+        "room_size": ROOM_SIZE,
+        "senders": SENDERS,
+        "window": window,
+        "warmup": warmup,
+        "duration": duration,
+        "interval": interval,
+        "time_limit": START_TIMEOUT + run_time,
+    }
+    max_seconds = f"{config['time_limit'] + SLACK:.0f}"
+    module = RELAY_MODULES[relay]
+    with ChildProcess(module, "--max-seconds", max_seconds, terminate=True) as server:
+        config["url"] = server.read(START_TIMEOUT)["url"]
+        with ChildProcess("benchmarks.relay_fanout_load", json.dumps(config)) as load:
+            load.read_event("ready", START_TIMEOUT)
+            summary = load.read_event("result", run_time + SLACK)
+            load.read_event("done", SLACK)
+    summary["relay"] = relay
+    summary["event_loop"] = event_loop_name()
+    return summary
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Flood both relays and print their median frames per second and the ratio."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.relay_fanout")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds (default: 1)")
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="measured seconds (default: 5)"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.5, help="seconds per sample (default: 0.5)"
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        help=f"frames each member may wait for (default: {WINDOW})",
+    )
+    parser.add_argument(
+        "--relay",
+        choices=(ROUPN, "baseline", "both"),
+        default="both",
+        help="which relay to flood (default: both)",
+    )
+    args = parser.parse_args(argv)
+    relays = {ROUPN: [ROUPN], "baseline": [BASELINE], "both": [ROUPN, BASELINE]}
+    medians: dict[str, float] = {}
+    for relay in relays[args.relay]:
+        summary = flood(relay, args.warmup, args.duration, args.interval, args.window)
+        medians[relay] = _median(summary["rates"])
+        latency = summary["latency"]
+        print(
+            f"{relay}: median {medians[relay]:,.0f} frames/s over "
+            f"{len(summary['rates'])} samples (min {min(summary['rates']):,.0f}, "
+            f"max {max(summary['rates']):,.0f}), latency p50 "
+            f"{latency.get('p50', 0) * 1e3:.2f} ms, p99 "
+            f"{latency.get('p99', 0) * 1e3:.2f} ms, {summary['event_loop']}",
+            flush=True,
+        )
+    if len(medians) == 2:
+        print(f"ratio roupn / baseline: {medians[ROUPN] / medians[BASELINE]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
