@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import anyio
 
 from . import __version__
 from .errors import RoupnError
+from .outbox import DEFAULT_MAX_SEND_BUFFER
 from .plugins import get_registry
 from .settings import Settings
 
@@ -187,6 +189,15 @@ def _build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds before a room whose creator never connected is removed",
     )
+    serve.add_argument(
+        "--max-send-buffer",
+        type=_positive_int,
+        default=DEFAULT_MAX_SEND_BUFFER,
+        metavar="BYTES",
+        help="bytes the relay may hold for a member that reads too slowly; a "
+        "member further behind is closed with 1013 too_slow "
+        f"(default: {DEFAULT_MAX_SEND_BUFFER})",
+    )
     _add_limit_options(serve)
     _add_backend_options(serve)
 
@@ -268,9 +279,14 @@ async def _serve(args: argparse.Namespace) -> None:
         idle_timeout=args.idle_timeout,
         max_pending_per_room=args.max_pending_per_room,
         allowed_origins=args.allowed_origins,
+        max_send_buffer=args.max_send_buffer,
     )
     async with server:
         await server.serve_forever()
+
+
+def _uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(extra)
         if args.command == "serve":
-            anyio.run(_serve, args, backend=args.async_backend)
+            # uvloop (the speed extra) makes the relay faster on asyncio.
+            use_uvloop = args.async_backend == "asyncio" and _uvloop_installed()
+            options = {"use_uvloop": True} if use_uvloop else {}
+            anyio.run(_serve, args, backend=args.async_backend, backend_options=options)
             return 0
         if args.command == "demo":
             from .demo import run_demo

@@ -25,6 +25,7 @@ from .frames import decode_binary, encode_binary, split_segments, time_segment_b
 from .messages import CODE_ALPHABET, MessageType
 
 __all__ = [
+    "Broadcast",
     "Close",
     "JoinRefused",
     "Notice",
@@ -90,6 +91,14 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send the same ``frame`` to the socket of each user in ``user_ids``."""
+
+    user_ids: tuple[str, ...]
+    frame: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close the socket of ``user_id`` with a WebSocket close code and reason."""
 
@@ -106,7 +115,7 @@ class Notice:
     args: tuple[Any, ...]
 
 
-Action = Send | Close | Notice
+Action = Send | Broadcast | Close | Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,15 @@ def _raw(value: str | bytes) -> bytes:
     if isinstance(value, bytes):
         return value
     return b64decode(value, validate=True)
+
+
+def _others(room: Room, sender: str) -> tuple[str, ...]:
+    """Return the verified members of a room other than ``sender``, in join order."""
+    return tuple(
+        user_id
+        for user_id, verified in room.members.items()
+        if verified and user_id != sender
+    )
 
 
 def _hash_secret(secret: str) -> bytes:
@@ -483,8 +501,7 @@ class RelayState:
         if not room.members.get(sender):
             logger.warning("< room frame from unverified user %s; dropped", sender)
             return []
-        frame = self._forwarded(text)
-        return [Send(other, frame) for other in room.verified_ids if other != sender]
+        return [Broadcast(_others(room, sender), self._forwarded(text))]
 
     def _route_control(
         self, room: Room, sender: str, encoded: str | bytes, text: str | bytes
@@ -518,9 +535,8 @@ class RelayState:
             if not isinstance(target, str) or target not in room.members:
                 logger.warning("< verification of an unknown user; ignored")
                 return []
-            frame = self._forwarded(text)
             actions: list[Action] = [
-                Send(other, frame) for other in room.verified_ids if other != sender
+                Broadcast(_others(room, sender), self._forwarded(text))
             ]
             room.members[target] = True
             room.pending_since.pop(target, None)

@@ -13,15 +13,16 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
 from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
 from .limits import ConnectionLimiter, RateLimiter, client_host
+from .outbox import DEFAULT_MAX_SEND_BUFFER, Outbox
 from .relay import (
     POLICY_VIOLATION,
     Action,
+    Broadcast,
     Close,
     JoinRefused,
     Notice,
@@ -72,7 +73,7 @@ class RoomInfo:
 @dataclass(slots=True)
 class _Peer:
     connection: Connection
-    outbox: MemoryObjectSendStream[str | bytes | tuple[int, str]]
+    outbox: Outbox
     cancel_scope: anyio.CancelScope
 
 
@@ -108,6 +109,12 @@ class ServerConnector(EventEmitter):
     - ``allowed_origins``: the ``Origin`` values browsers may connect from; a
       create-room request or upgrade with another ``Origin`` gets HTTP 403.
       Requests without the header (clients other than browsers) pass.
+    - ``max_send_buffer``: bytes the relay holds for one member that reads too
+      slowly (frames queued plus the write in progress, after the operating
+      system's socket buffer is full); a member that falls further behind is
+      closed with 1013 ``too_slow``, and the others keep their rate. The
+      relay's memory for send buffers is at most about ``max_connections``
+      times this.
 
     ``limits_clock`` returns the monotonic time in seconds that the rate limits
     count with; tests replace it.
@@ -127,7 +134,7 @@ class ServerConnector(EventEmitter):
         max_users_per_room: int = 50,
         unclaimed_room_timeout: float = 60.0,
         max_frame_size: int = 1_000_000,
-        send_queue_size: int = 1024,
+        max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER,
         cors_origin: str | None = "*",
         max_rooms: int | None = 10_000,
         max_connections: int | None = 10_000,
@@ -148,7 +155,12 @@ class ServerConnector(EventEmitter):
         self.port = port
         self.create_room_endpoint = create_room_endpoint
         self.join_room_endpoint = join_room_endpoint
-        self.send_queue_size = send_queue_size
+        if max_send_buffer is not None and max_send_buffer < 1:
+            raise ValueError(
+                "max_send_buffer must be at least 1 byte or None, "
+                f"not {max_send_buffer}"
+            )
+        self.max_send_buffer = max_send_buffer
         self.cors_origin = cors_origin
         if idle_timeout is not None and not idle_timeout > 0:
             raise ValueError(
@@ -248,43 +260,46 @@ class ServerConnector(EventEmitter):
 
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Send):
-                self._deliver(action.user_id, action.frame)
+            if type(action) is Broadcast:
+                self._deliver(action.user_ids, action.frame)
+            elif type(action) is Send:
+                self._deliver((action.user_id,), action.frame)
             elif isinstance(action, Close):
                 self._close(action.user_id, action.code, action.reason)
             elif isinstance(action, Notice):
                 self.emit(action.event, *action.args)
 
-    def _deliver(self, user_id: str, frame: str | bytes) -> None:
-        peer = self._peers.get(user_id)
-        if peer is None:
-            return
-        try:
-            peer.outbox.send_nowait(frame)
-        except anyio.WouldBlock:
-            logger.warning(
-                "user %s fell %d frames behind; disconnecting",
-                user_id,
-                self.send_queue_size,
-            )
-            self._run(self.state.leave(user_id, "too_slow", TRY_AGAIN_LATER))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+    def _deliver(self, user_ids: tuple[str, ...], frame: str | bytes) -> None:
+        # Each frame is encoded once per wire format, however many members get it.
+        encoded: dict[str, bytes] = {}
+        peers = self._peers
+        for user_id in user_ids:
+            peer = peers.get(user_id)
+            if peer is not None and not peer.outbox.put(frame, encoded):
+                self._drop_slow(user_id, peer.outbox)
+
+    def _drop_slow(self, user_id: str, outbox: Outbox) -> None:
+        logger.warning(
+            "closing user %s: it reads too slowly, %d bytes wait to be sent to it "
+            "and the next frame would exceed the limit of %d bytes",
+            user_id,
+            outbox.buffered_bytes,
+            outbox.max_bytes,
+        )
+        self._run(self.state.leave(user_id, "too_slow", TRY_AGAIN_LATER))
 
     def _close(self, user_id: str, code: int, reason: str) -> None:
         peer = self._peers.pop(user_id, None)
         if peer is None:
             return
-        try:
-            peer.outbox.send_nowait((code, reason))
-        except anyio.WouldBlock:
-            # The queue is full of frames no one will read, so skip them and close now.
-            peer.cancel_scope.cancel()
-            assert self._task_group is not None
-            self._task_group.start_soon(peer.connection.close, code, reason)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-        peer.outbox.close()
+        if not peer.outbox.overflowed:
+            peer.outbox.close(code, reason)
+            return
+        # The buffer is full of frames no one reads, so drop them and close now.
+        peer.outbox.discard()
+        peer.cancel_scope.cancel()
+        assert self._task_group is not None
+        self._task_group.start_soon(peer.connection.close, code, reason)
 
     def _log_rejection(self, address: str, message: str, *args: Any) -> None:
         """Log a rejected request at WARNING, or at DEBUG once an address repeats.
@@ -427,36 +442,45 @@ class ServerConnector(EventEmitter):
             await connection.close(joined.code, joined.reason)
             return
         user_id, actions = joined
-        send, receive = anyio.create_memory_object_stream[
-            str | bytes | tuple[int, str]
-        ](self.send_queue_size)
+        outbox = Outbox(connection, self.max_send_buffer)
         try:
             with anyio.CancelScope() as scope:
-                self._peers[user_id] = _Peer(connection, send, scope)
+                self._peers[user_id] = _Peer(connection, outbox, scope)
                 self._run(actions)
                 async with anyio.create_task_group() as group:
-                    group.start_soon(
-                        self._write, connection, receive, group.cancel_scope
-                    )
+                    group.start_soon(self._write, outbox, group.cancel_scope)
                     await self._read(user_id, connection)
                     group.cancel_scope.cancel()
         finally:
             # Ends the membership when the socket closed first; no-op after a kick.
             self._run(self.state.leave(user_id, reason="disconnected"))
             self._peers.pop(user_id, None)
-            send.close()
+            outbox.discard()
 
     async def _read(self, user_id: str, connection: Connection) -> None:
         idle_timeout = self.idle_timeout if self.idle_timeout is not None else math.inf
+        # One deadline covers many messages, because a cancel scope per message
+        # costs more than the routing. When it passes, the socket is idle only if
+        # no message came since, and otherwise a new deadline counts from the last
+        # message. The time of each message comes from time.monotonic, which is
+        # cheaper than the event loop's clock and only measures durations here.
+        # NOTE: under a mock clock (trio's MockClock), a socket idles out only
+        # after idle_timeout seconds of real time.
+        last_message = time.monotonic()
+        wait = idle_timeout
         while True:
-            message: str | bytes | None = None
-            try:
-                with anyio.move_on_after(idle_timeout):
-                    message = await connection.receive()
-            except ConnectionClosedError as exc:
-                logger.debug("< user %s closed: %s", user_id, exc)
-                return
-            if message is None:
+            with anyio.move_on_after(wait):
+                try:
+                    while True:
+                        message = await connection.receive()
+                        last_message = time.monotonic()
+                        if not self._handle(user_id, message):
+                            return
+                except ConnectionClosedError as exc:
+                    logger.debug("< user %s closed: %s", user_id, exc)
+                    return
+            wait = last_message + idle_timeout - time.monotonic()
+            if wait <= 0:
                 logger.info(
                     "closing user %s from %s: no message for %s s",
                     user_id,
@@ -465,31 +489,20 @@ class ServerConnector(EventEmitter):
                 )
                 self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
                 return
-            try:
-                actions = self.state.receive(user_id, message)
-            except Exception:
-                logger.exception("< frame from user %s could not be handled", user_id)
-                self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
-                return
-            self._run(actions)
 
-    async def _write(
-        self,
-        connection: Connection,
-        outbox: MemoryObjectReceiveStream[str | bytes | tuple[int, str]],
-        scope: anyio.CancelScope,
-    ) -> None:
-        async with outbox:
-            async for item in outbox:
-                if isinstance(item, tuple):
-                    code, reason = item
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                        await connection.close(code, reason)
-                    break
-                try:
-                    await connection.send(item)
-                except ConnectionClosedError:
-                    break
+    def _handle(self, user_id: str, message: str | bytes) -> bool:
+        """Route one frame; return False if its sender must stop being read."""
+        try:
+            actions = self.state.receive(user_id, message)
+        except Exception:
+            logger.exception("< frame from user %s could not be handled", user_id)
+            self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
+            return False
+        self._run(actions)
+        return True
+
+    async def _write(self, outbox: Outbox, scope: anyio.CancelScope) -> None:
+        await outbox.run()
         scope.cancel()
 
     def leave_room(self, room_code: str, user_id: str) -> None:
