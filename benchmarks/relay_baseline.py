@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import http
 import json
 import os
@@ -72,7 +73,9 @@ class BaselineRelay:
 
     async def handle(self, connection: ServerConnection) -> None:
         assert connection.request is not None
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(connection.request.path).query)
+        query = urllib.parse.parse_qs(
+            urllib.parse.urlsplit(connection.request.path).query
+        )
         room = self.rooms[query["code"][0]]
         is_creator = query.get("creator", [""])[0] == room.creator_secret
         user_id = room.creator_id if is_creator else str(uuid.uuid4())
@@ -116,10 +119,8 @@ async def _serve(max_seconds: float) -> None:
         port = server.sockets[0].getsockname()[1]
         url = f"http://{LOOPBACK}:{port}"
         print(json.dumps({"url": url, "pid": os.getpid()}), flush=True)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop, max_seconds)
-        except TimeoutError:
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,10 @@ WINDOW = 64
 ROUPN = "roupn"
 BASELINE = "websockets broadcast()"
 
-RELAY_MODULES = {ROUPN: "benchmarks.relay_server", BASELINE: "benchmarks.relay_baseline"}
+RELAY_MODULES = {
+    ROUPN: "benchmarks.relay_server",
+    BASELINE: "benchmarks.relay_baseline",
+}
 
 # Seconds for a child to start and report, and beyond each run's own length.
 START_TIMEOUT = 60.0
@@ -81,7 +84,9 @@ def _median(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Flood both relays and print their median frames per second and the ratio."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.relay_fanout")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds (default: 1)")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds (default: 1)"
+    )
     parser.add_argument(
         "--duration", type=float, default=5.0, help="measured seconds (default: 5)"
     )

@@ -25,6 +25,7 @@ import base64
 import json
 import math
 import os
+import socket
 import struct
 import sys
 import time
@@ -111,6 +112,9 @@ class Member(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.send_request(self.client.connect())
         self.transport.write(b"".join(self.client.data_to_send()))
 
@@ -136,8 +140,10 @@ class Member(asyncio.Protocol):
         self.client.events_received()
         if self.client.state is not State.OPEN:
             self.opened.set_exception(
-                ConnectionError(f"the relay rejected member {self.index}: "
-                                f"{self.client.handshake_exc}")
+                ConnectionError(
+                    f"the relay rejected member {self.index}: "
+                    f"{self.client.handshake_exc}"
+                )
             )
             return
         self.opened.set_result(None)
@@ -417,7 +423,9 @@ async def run(config: dict[str, Any], report: Callable[[dict[str, Any]], None]) 
     )
     try:
         report({"event": "ready", "seconds": time.perf_counter() - started})
-        summary = await room.run(config["warmup"], config["duration"], config["interval"])
+        summary = await room.run(
+            config["warmup"], config["duration"], config["interval"]
+        )
         report({"event": "result", **summary})
     finally:
         for member in room.members:
@@ -443,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the load generator with the JSON configuration in the first argument."""
     arguments = sys.argv[1:] if argv is None else argv
     if len(arguments) != 1:
-        print("usage: python -m benchmarks.relay_fanout_load CONFIG_JSON", file=sys.stderr)
+        print(
+            "usage: python -m benchmarks.relay_fanout_load CONFIG_JSON", file=sys.stderr
+        )
         return 2
     config = json.loads(arguments[0])
     if event_loop_name() == "uvloop":
