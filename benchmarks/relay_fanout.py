@@ -82,7 +82,7 @@ def _median(values: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Flood both relays and print their median frames per second and the ratio."""
+    """Flood the relays in turns; print their median frames per second and ratio."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.relay_fanout")
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="seconds (default: 1)"
@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"frames each member may wait for (default: {WINDOW})",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each relay, in turns, so that a change in the machine's "
+        "load affects both alike (default: 3)",
+    )
+    parser.add_argument(
         "--relay",
         choices=(ROUPN, "baseline", "both"),
         default="both",
@@ -107,18 +114,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     relays = {ROUPN: [ROUPN], "baseline": [BASELINE], "both": [ROUPN, BASELINE]}
-    medians: dict[str, float] = {}
-    for relay in relays[args.relay]:
-        summary = flood(relay, args.warmup, args.duration, args.interval, args.window)
-        medians[relay] = _median(summary["rates"])
-        latency = summary["latency"]
+    rates: dict[str, list[float]] = {relay: [] for relay in relays[args.relay]}
+    for round_number in range(1, args.rounds + 1):
+        for relay in rates:
+            summary = flood(
+                relay, args.warmup, args.duration, args.interval, args.window
+            )
+            rates[relay] += summary["rates"]
+            latency = summary["latency"]
+            print(
+                f"round {round_number}, {relay}: median "
+                f"{_median(summary['rates']):,.0f} frames/s (min "
+                f"{min(summary['rates']):,.0f}, max {max(summary['rates']):,.0f}), "
+                f"latency p50 {latency.get('p50', 0) * 1e3:.2f} ms, p99 "
+                f"{latency.get('p99', 0) * 1e3:.2f} ms, {summary['event_loop']}",
+                flush=True,
+            )
+    medians = {relay: _median(samples) for relay, samples in rates.items()}
+    for relay, median in medians.items():
         print(
-            f"{relay}: median {medians[relay]:,.0f} frames/s over "
-            f"{len(summary['rates'])} samples (min {min(summary['rates']):,.0f}, "
-            f"max {max(summary['rates']):,.0f}), latency p50 "
-            f"{latency.get('p50', 0) * 1e3:.2f} ms, p99 "
-            f"{latency.get('p99', 0) * 1e3:.2f} ms, {summary['event_loop']}",
-            flush=True,
+            f"{relay}: median {median:,.0f} frames/s over {len(rates[relay])} samples"
         )
     if len(medians) == 2:
         print(f"ratio roupn / baseline: {medians[ROUPN] / medians[BASELINE]:.2f}")
