@@ -18,7 +18,7 @@ from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
 from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
 from .limits import ConnectionLimiter, RateLimiter, client_host
-from .outbox import DEFAULT_MAX_SEND_BUFFER, Outbox
+from .outbox import CLOSE_TIMEOUT, DEFAULT_MAX_SEND_BUFFER, Outbox
 from .relay import (
     POLICY_VIOLATION,
     Action,
@@ -503,6 +503,11 @@ class ServerConnector(EventEmitter):
 
     async def _write(self, outbox: Outbox, scope: anyio.CancelScope) -> None:
         await outbox.run()
+        # The writer also stops when the member's close frame arrived. The reader
+        # then still has to send the reply to it, so it gets time to finish on
+        # its own before it is cancelled; cancelling it at once lost that reply
+        # now and then, and the member waited for its close timeout.
+        await anyio.sleep(CLOSE_TIMEOUT)
         scope.cancel()
 
     def leave_room(self, room_code: str, user_id: str) -> None:
