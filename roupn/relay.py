@@ -211,6 +211,9 @@ class RelayState:
         self._clock = clock
         self.rooms: dict[str, Room] = {}
         self._room_of_user: dict[str, str] = {}
+        # The last T segment of each kind, with its time in milliseconds.
+        self._text_stamp: tuple[int, str] = (-1, "")
+        self._binary_stamp: tuple[int, bytes] = (-1, b"")
 
     # Frames the relay makes.
 
@@ -227,10 +230,17 @@ class RelayState:
         return self._forwarded(text) if timed else text
 
     def _forwarded(self, data: str | bytes) -> str | bytes:
+        # Many frames arrive within one millisecond, so each T segment is built
+        # once per millisecond.
+        now = self._now_ms()
         if isinstance(data, bytes):
-            return time_segment_binary(self._now_ms()) + data
-        now = b64encode(str(self._now_ms()).encode("ascii")).decode("ascii")
-        return f"T:{now}|{data}"
+            if self._binary_stamp[0] != now:
+                self._binary_stamp = (now, time_segment_binary(now))
+            return self._binary_stamp[1] + data
+        if self._text_stamp[0] != now:
+            encoded = b64encode(str(now).encode("ascii")).decode("ascii")
+            self._text_stamp = (now, f"T:{encoded}|")
+        return self._text_stamp[1] + data
 
     # Rooms.
 
