@@ -5,9 +5,10 @@ URL and process id, like :mod:`benchmarks.relay_server`, then serves on 127.0.0.
 until SIGTERM or SIGINT arrives or ``--max-seconds`` pass.
 
 It implements only what the fan-out load generator uses: ``GET /create-room``,
-``/join-room`` with the room code (and the creator secret), a room joined
-message to each new member, and room (``E``) frames stamped with a ``T`` segment
-and sent to every other member with one ``websockets.broadcast()`` call. It has
+``/join-room`` with the room code (and the creator secret), and a room joined
+message to each new member. It stamps each room (``E``) frame with a ``T``
+segment and sends it to every other member with one ``websockets.broadcast()``
+call. It has
 no verification, limits, direct or control messages, so it shows what the
 ``websockets`` library itself does with the same load.
 """

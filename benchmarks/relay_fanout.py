@@ -1,7 +1,7 @@
 """Fan-out throughput: roupn's relay against a minimal ``websockets`` relay.
 
 A room of 16 members, 4 of them sending 256-byte room messages, floods a relay
-that runs in a process of its own; the load generator
+that runs in a process of its own. The load generator
 (:mod:`benchmarks.relay_fanout_load`) runs in another and keeps up to ``window``
 frames on their way to each member. Both relays run in the same way and in the
 same run, one after the other: roupn's (:mod:`benchmarks.relay_server`) and the
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         help="which relay to flood (default: both)",
     )
     args = parser.parse_args(argv)
+
     relays = {ROUPN: [ROUPN], "baseline": [BASELINE], "both": [ROUPN, BASELINE]}
     rates: dict[str, list[float]] = {relay: [] for relay in relays[args.relay]}
     for round_number in range(1, args.rounds + 1):
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{latency.get('p99', 0) * 1e3:.2f} ms, {summary['event_loop']}",
                 flush=True,
             )
+
     medians = {relay: _median(samples) for relay, samples in rates.items()}
     for relay, median in medians.items():
         print(

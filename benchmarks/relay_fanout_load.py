@@ -1,7 +1,7 @@
 """The fan-out load generator: room members that keep a relay saturated.
 
 Run as ``python -m benchmarks.relay_fanout_load CONFIG``, where CONFIG is a JSON
-object, it joins one room of a relay on the loopback interface and reports JSON
+object, it joins one room of a relay on the loopback interface. It reports JSON
 lines on standard output: ``ready`` once every member joined and was verified,
 ``result`` after the measured run, then ``done``.
 
@@ -275,6 +275,7 @@ class Room:
             member.collect = False
         self.members[-1].timed = True
         self.total_sent = 0
+
         now = time.perf_counter_ns()
         self.start_ns = now + int(warmup * 1e9)
         self.end_ns = self.start_ns + int(duration * 1e9)
@@ -282,6 +283,7 @@ class Room:
         self.buckets = [0] * max(1, math.ceil(duration / interval))
         self.latencies = []
         self.drained = asyncio.Event()
+
         self.sending = True
         self.pump()
         await asyncio.sleep((self.end_ns - time.perf_counter_ns()) / 1e9)
@@ -294,6 +296,7 @@ class Room:
             unfinished = self.lag()
         if any(member.closed for member in self.members):
             raise ConnectionError("the relay closed a member's socket during the run")
+
         ordered = sorted(self.latencies)
         latency: dict[str, float] = {"count": float(len(ordered))}
         if ordered:
@@ -379,6 +382,7 @@ async def join(url: str, room_size: int, senders: int, window: int) -> Room:
     if host not in ("127.0.0.1", "localhost", "::1") or port is None:
         raise ValueError(f"relay URL {url!r} is not on the loopback interface")
     ticket = await _create_room(host, port)
+
     room = Room(senders, window)
     base = f"ws://{split.netloc}/join-room?"
     creator_id = ""
@@ -399,6 +403,7 @@ async def join(url: str, room_size: int, senders: int, window: int) -> Room:
             "senderTime": time.time_ns() // 1_000_000,
         }
         room.members[0].send_text(_control_frame(verified))
+
     # The relay handles the creator's frames in order, so once every joiner has
     # this room frame, every verification before it took effect.
     room.members[0].send_text(room.frame(0, 0))

@@ -331,9 +331,9 @@ class EncodingConnection(Connection, Protocol):
     def wire_format(self) -> str | None:
         """A name equal for connections whose :meth:`encode` returns equal bytes.
 
-        None means this connection cannot share encoded messages (for example a
-        client, which masks each frame, or a negotiated compression extension);
-        the relay then uses :meth:`Connection.send`.
+        None means this connection cannot share encoded messages, for example a
+        client, which masks each frame, or one with a compression extension. The
+        relay then uses :meth:`Connection.send`.
         """
         ...
 

@@ -136,7 +136,9 @@ class Outbox:
                     for frame in frames:
                         await connection.send(frame)
             except ConnectionClosedError as exc:
-                logger.debug("> %s closed while writing: %s", connection, exc)
+                logger.debug(
+                    "> %s closed while writing: %s", connection.remote_address, exc
+                )
                 self._closed = True
                 self._close = None
                 return

@@ -459,11 +459,11 @@ class ServerConnector(EventEmitter):
 
     async def _read(self, user_id: str, connection: Connection) -> None:
         idle_timeout = self.idle_timeout if self.idle_timeout is not None else math.inf
-        # One deadline covers many messages, because a cancel scope per message
-        # costs more than the routing. When it passes, the socket is idle only if
-        # no message came since, and otherwise a new deadline counts from the last
-        # message. The time of each message comes from time.monotonic, which is
-        # cheaper than the event loop's clock and only measures durations here.
+        # One deadline covers many messages, so that no timer is set per message.
+        # When it passes, the socket is idle only if no message came since, and
+        # otherwise a new deadline counts from the last message. Message times
+        # come from time.monotonic, which is cheaper than anyio.current_time()
+        # and only measures durations here.
         # NOTE: under a mock clock (trio's MockClock), a socket idles out only
         # after idle_timeout seconds of real time.
         last_message = time.monotonic()
@@ -504,9 +504,9 @@ class ServerConnector(EventEmitter):
     async def _write(self, outbox: Outbox, scope: anyio.CancelScope) -> None:
         await outbox.run()
         # The writer also stops when the member's close frame arrived. The reader
-        # then still has to send the reply to it, so it gets time to finish on
-        # its own before it is cancelled; cancelling it at once lost that reply
-        # now and then, and the member waited for its close timeout.
+        # then still has to send the reply, so it gets time to finish on its own.
+        # Cancelled at once, it sometimes lost that reply, and the member waited
+        # for its close timeout.
         await anyio.sleep(CLOSE_TIMEOUT)
         scope.cancel()
 

@@ -57,7 +57,7 @@ async def test_busy_room_answers_every_close() -> None:
                         for sender in members[:SENDERS]:
                             await sender.send(room_frame(256))
                     # Every joiner leaves at once, so the relay announces each
-                    # leave to members whose own close frame it is answering.
+                    # leave to members whose own close frames it replies to.
                     async with anyio.create_task_group() as closers:
                         for socket in members[1:]:
                             closers.start_soon(close, socket)

@@ -177,7 +177,7 @@ async def test_outbox_writes_queue_in_one_call() -> None:
     assert connection.closed == (1000, "done")
 
 
-async def test_outbox_refuses_frame_over_limit() -> None:
+async def test_outbox_rejects_frame_over_limit() -> None:
     outbox = Outbox(RecordingConnection(), 10)
     assert outbox.put("12345678", {})
     assert outbox.buffered_bytes == 8
