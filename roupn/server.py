@@ -208,6 +208,8 @@ class ServerConnector(EventEmitter):
         )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
+        self._last_frame: str | bytes | None = None
+        self._last_encoded: dict[str, bytes] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
 
@@ -261,22 +263,26 @@ class ServerConnector(EventEmitter):
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
             if type(action) is Broadcast:
-                self._deliver(action.user_ids, action.frame)
+                for user_id in action.user_ids:
+                    self._deliver(user_id, action.frame)
             elif type(action) is Send:
-                self._deliver((action.user_id,), action.frame)
+                self._deliver(action.user_id, action.frame)
             elif isinstance(action, Close):
                 self._close(action.user_id, action.code, action.reason)
             elif isinstance(action, Notice):
                 self.emit(action.event, *action.args)
 
-    def _deliver(self, user_ids: tuple[str, ...], frame: str | bytes) -> None:
-        # Each frame is encoded once per wire format, however many members get it.
-        encoded: dict[str, bytes] = {}
-        peers = self._peers
-        for user_id in user_ids:
-            peer = peers.get(user_id)
-            if peer is not None and not peer.outbox.put(frame, encoded):
-                self._drop_slow(user_id, peer.outbox)
+    def _deliver(self, user_id: str, frame: str | bytes) -> None:
+        peer = self._peers.get(user_id)
+        if peer is None:
+            return
+        # The encodings of the last frame are kept, so a frame that goes to many
+        # members is encoded once per wire format.
+        if frame is not self._last_frame:
+            self._last_frame = frame
+            self._last_encoded = {}
+        if not peer.outbox.put(frame, self._last_encoded):
+            self._drop_slow(user_id, peer.outbox)
 
     def _drop_slow(self, user_id: str, outbox: Outbox) -> None:
         logger.warning(
