@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import anyio
 
@@ -131,7 +132,8 @@ class Outbox:
             self.queued_bytes = 0
             try:
                 if encoder is not None:
-                    await encoder.send_encoded(frames)  # type: ignore[arg-type]
+                    # put() queues only encoded bytes for such a connection.
+                    await encoder.send_encoded(cast(list[bytes], frames))
                 else:
                     for frame in frames:
                         await connection.send(frame)
