@@ -25,6 +25,7 @@ with roupn's for comparison.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from typing import Any
 
@@ -251,6 +252,7 @@ def _fanout(budget: Budget, progress: Progress, result: FamilyResult) -> None:
     # Turns of the two relays, so that a change in the machine's load hits both.
     rounds = 3 if budget.mode == "full" else 1
     samples: dict[str, list[float]] = {}
+    per_cpu: dict[str, list[float]] = {}
     summaries: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
         for relay in (relay_fanout.ROUPN, relay_fanout.BASELINE):
@@ -260,6 +262,9 @@ def _fanout(budget: Budget, progress: Progress, result: FamilyResult) -> None:
             if not summary["delivered"]:
                 raise RuntimeError(f"the {relay} relay delivered nothing")
             samples.setdefault(relay, []).extend(summary["rates"])
+            rate = relay_fanout.per_cpu_second(summary)
+            if rate is not None:
+                per_cpu.setdefault(relay, []).append(rate)
             summaries[relay] = summary
     for relay, rates in samples.items():
         summary = summaries[relay]
@@ -283,6 +288,9 @@ def _fanout(budget: Budget, progress: Progress, result: FamilyResult) -> None:
                 "p50": latency.get("p50", 0.0),
                 "p99": latency.get("p99", 0.0),
                 "delivered": float(summary["delivered"]),
+                # Frames per second of the relay's CPU time, the median of the
+                # runs, or 0 where /proc is missing.
+                "per_cpu_second": statistics.median(per_cpu.get(relay, [0.0])),
             },
         )
         result.measurements.append(measurement)
@@ -294,11 +302,22 @@ def _fanout(budget: Budget, progress: Progress, result: FamilyResult) -> None:
         )
 
 
+def _per_cpu_text(rate: float) -> str:
+    return format_rate(rate, " frames") if rate else "-"
+
+
 def _fanout_table(result: FamilyResult) -> Table:
     table = Table(
         f"relay fan-out: a room of {relay_fanout.ROOM_SIZE}, "
         f"{relay_fanout.SENDERS} senders, {MESSAGE_SIZE}-byte room messages",
-        ["relay", "frames/s median (IQR)", "of baseline", "latency p50", "p99"],
+        [
+            "relay",
+            "frames/s median (IQR)",
+            "of baseline",
+            "per relay CPU s",
+            "latency p50",
+            "p99",
+        ],
     )
     baseline = result.find("fan-out", relay_fanout.BASELINE)
     fanouts = [m for m in result.measurements if m.benchmark == "fan-out"]
@@ -315,6 +334,7 @@ def _fanout_table(result: FamilyResult) -> Table:
                 f"{format_rate(stats.median)} ({format_rate(stats.q1)}"
                 f"-{format_rate(stats.q3)})",
                 ratio,
+                _per_cpu_text(measurement.values["per_cpu_second"]),
                 format_seconds(measurement.values["p50"]),
                 format_seconds(measurement.values["p99"]),
             ]
@@ -326,6 +346,11 @@ def _fanout_table(result: FamilyResult) -> Table:
         f"Each relay in its own process, the load generator in another, on "
         f"{params['event_loop']}; up to {params['window']} frames on their way to "
         f"each member; {params['rounds']} run(s) of each relay, in turns."
+    )
+    table.notes.append(
+        "per relay CPU s: frames delivered per second of CPU time (user and "
+        "system, from /proc/PID/stat) that the relay process used in the measured "
+        "time, which depends less on other programs' load than frames/s."
     )
     return table
 

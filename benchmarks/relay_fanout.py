@@ -17,13 +17,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from .processes import ChildProcess
 from .relay_fanout_load import event_loop_name
 
-__all__ = ["BASELINE", "ROUPN", "WINDOW", "flood", "main"]
+__all__ = [
+    "BASELINE",
+    "ROUPN",
+    "WINDOW",
+    "cpu_seconds",
+    "flood",
+    "main",
+    "per_cpu_second",
+]
 
 ROOM_SIZE = 16
 SENDERS = 4
@@ -63,14 +74,47 @@ def flood(
     max_seconds = f"{config['time_limit'] + SLACK:.0f}"
     module = RELAY_MODULES[relay]
     with ChildProcess(module, "--max-seconds", max_seconds, terminate=True) as server:
-        config["url"] = server.read(START_TIMEOUT)["url"]
+        started = server.read(START_TIMEOUT)
+        config["url"] = started["url"]
         with ChildProcess("benchmarks.relay_fanout_load", json.dumps(config)) as load:
             load.read_event("ready", START_TIMEOUT)
+            # The generator's warm-up starts as it reports ready, so the relay's
+            # CPU time is read around the measured time, give or take the delay
+            # of one line through a pipe.
+            time.sleep(warmup)
+            cpu_before = cpu_seconds(started["pid"])
+            time.sleep(duration)
+            cpu_after = cpu_seconds(started["pid"])
             summary = load.read_event("result", run_time + SLACK)
             load.read_event("done", SLACK)
     summary["relay"] = relay
     summary["event_loop"] = event_loop_name()
+    summary["relay_cpu"] = None
+    if cpu_before is not None and cpu_after is not None:
+        summary["relay_cpu"] = (cpu_after - cpu_before) / duration
     return summary
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """Return the CPU time a process used, user plus system, or None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    # The fields after the command name, which may contain spaces, start with
+    # the state, so utime and stime are the 12th and 13th of them.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_cpu_second(summary: dict[str, Any]) -> float | None:
+    """Return the frames delivered per second of the relay's CPU time, if known."""
+    cpu = summary.get("relay_cpu")
+    if not cpu:
+        return None
+    seconds = len(summary["rates"]) * summary["interval"]
+    rate: float = summary["delivered"] / seconds / cpu
+    return rate
 
 
 def _median(values: list[float]) -> float:
@@ -116,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     relays = {ROUPN: [ROUPN], "baseline": [BASELINE], "both": [ROUPN, BASELINE]}
     rates: dict[str, list[float]] = {relay: [] for relay in relays[args.relay]}
+    efficiency: dict[str, list[float]] = {relay: [] for relay in rates}
     for round_number in range(1, args.rounds + 1):
         for relay in rates:
             summary = flood(
@@ -123,22 +168,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             rates[relay] += summary["rates"]
             latency = summary["latency"]
+            cpu_text = ""
+            per_cpu = per_cpu_second(summary)
+            if per_cpu is not None:
+                efficiency[relay].append(per_cpu)
+                cpu_text = (
+                    f", relay CPU {summary['relay_cpu']:.0%}, "
+                    f"{per_cpu:,.0f} frames per CPU second"
+                )
             print(
                 f"round {round_number}, {relay}: median "
                 f"{_median(summary['rates']):,.0f} frames/s (min "
                 f"{min(summary['rates']):,.0f}, max {max(summary['rates']):,.0f}), "
                 f"latency p50 {latency.get('p50', 0) * 1e3:.2f} ms, p99 "
-                f"{latency.get('p99', 0) * 1e3:.2f} ms, {summary['event_loop']}",
+                f"{latency.get('p99', 0) * 1e3:.2f} ms{cpu_text}, "
+                f"{summary['event_loop']}",
                 flush=True,
             )
 
     medians = {relay: _median(samples) for relay, samples in rates.items()}
     for relay, median in medians.items():
-        print(
+        line = (
             f"{relay}: median {median:,.0f} frames/s over {len(rates[relay])} samples"
         )
+        if efficiency[relay]:
+            line += f", {_median(efficiency[relay]):,.0f} frames per relay CPU second"
+        print(line)
     if len(medians) == 2:
         print(f"ratio roupn / baseline: {medians[ROUPN] / medians[BASELINE]:.2f}")
+        if efficiency[ROUPN] and efficiency[BASELINE]:
+            ratio = _median(efficiency[ROUPN]) / _median(efficiency[BASELINE])
+            print(f"ratio per relay CPU second: {ratio:.2f}")
     return 0
 
 
