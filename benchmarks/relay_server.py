@@ -3,12 +3,14 @@
 Run as ``python -m benchmarks.relay_server``, it prints one JSON line with the
 relay's URL and process id, then serves until SIGTERM or SIGINT arrives or
 ``--max-seconds`` pass, whichever comes first. The relay keeps its default limits
-but those per client address.
+but those per client address. It runs on uvloop when that is installed, as
+``roupn serve`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -19,9 +21,14 @@ import anyio
 
 from roupn.server import create_server_connector
 
-__all__ = ["LOOPBACK", "main"]
+__all__ = ["LOOPBACK", "main", "uvloop_installed"]
 
 LOOPBACK = "127.0.0.1"
+
+
+def uvloop_installed() -> bool:
+    """Return whether uvloop can be imported."""
+    return importlib.util.find_spec("uvloop") is not None
 
 
 async def _serve(max_seconds: float, max_users_per_room: int) -> None:
@@ -64,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    anyio.run(_serve, args.max_seconds, args.max_users_per_room)
+    anyio.run(
+        _serve,
+        args.max_seconds,
+        args.max_users_per_room,
+        backend_options={"use_uvloop": uvloop_installed()},
+    )
     return 0
 
 

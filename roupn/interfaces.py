@@ -20,6 +20,7 @@ __all__ = [
     "Connection",
     "DiffStrategy",
     "DocumentTracker",
+    "EncodingConnection",
     "HttpRequest",
     "HttpResponse",
     "Identity",
@@ -314,6 +315,38 @@ class Connection(Protocol):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with a close code and reason, if still open."""
+        ...
+
+
+@runtime_checkable
+class EncodingConnection(Connection, Protocol):
+    """A connection that writes messages encoded once for many connections.
+
+    The relay encodes a frame that it sends to many members once per
+    ``wire_format`` and hands the same bytes to each of their connections, which
+    write several queued messages at once.
+    """
+
+    @property
+    def wire_format(self) -> str | None:
+        """A name equal for connections whose :meth:`encode` returns equal bytes.
+
+        None means this connection cannot share encoded messages, for example a
+        client, which masks each frame, or one with a compression extension. The
+        relay then uses :meth:`Connection.send`.
+        """
+        ...
+
+    def encode(self, message: str | bytes) -> bytes:
+        """Return the bytes that carry ``message`` on this connection."""
+        ...
+
+    async def send_encoded(self, messages: list[bytes]) -> None:
+        """Write messages that :meth:`encode` returned, in order.
+
+        Raises:
+            ConnectionClosedError: the connection is closed.
+        """
         ...
 
 

@@ -332,9 +332,9 @@ async def test_creator_secret_replay_refused() -> None:
 
 
 async def test_verified_flood_bounded() -> None:
-    queue_size = 64
+    buffer_limit = 256 * 1024
     frame_count = 800
-    async with running_relay(send_queue_size=queue_size) as relay:
+    async with running_relay(max_send_buffer=buffer_limit) as relay:
         ticket = relay.create_room()
         async with AsyncExitStack() as stack:
             creator, _ = await join_raw(stack, relay, creator_url(relay, ticket))
@@ -360,8 +360,7 @@ async def test_verified_flood_bounded() -> None:
                 nonlocal max_queued
                 for _ in range(100_000):
                     for peer in list(relay._peers.values()):
-                        used = peer.outbox.statistics().current_buffer_used
-                        max_queued = max(max_queued, used)
+                        max_queued = max(max_queued, peer.outbox.buffered_bytes)
                     await anyio.sleep(0.001)
 
             with anyio.fail_after(TIMEOUT):
@@ -378,7 +377,7 @@ async def test_verified_flood_bounded() -> None:
                     group.cancel_scope.cancel()
 
             assert received == {"creator": frame_count, "reader": frame_count}
-            assert 0 < max_queued <= queue_size
+            assert 0 < max_queued <= buffer_limit
             room = relay.get_room(ticket.room_code)
             assert room is not None
             # The member that never read fell behind and was disconnected.
