@@ -14,8 +14,13 @@ The convention for fenced code blocks in those files:
   of 127.0.0.1, with the per-address limits turned off, and puts its URL in place
   of ``http://127.0.0.1:3000`` in the program before running it.
 - A program must finish by itself: no ``anyio.sleep_forever()``.
-- ``toml`` blocks in docs/writing-plugins.md must match the pyproject.toml of
-  contrib/roupn-cbor, the plugin that page walks through.
+- A program that imports a module that is not installed, or chooses a backend by
+  name (``serializer="cbor"``) that is not registered or not usable here, is
+  skipped with the reason. roupn's CI installs every backend, so none is skipped
+  there.
+- docs/writing-plugins.md walks through contrib/roupn-cbor: its ``toml`` blocks must
+  match that plugin's pyproject.toml, and its ``text`` blocks that quote code (they
+  hold a ``def``) must be found word for word in the plugin's module.
 
 New pages in docs/ are found by their ``.md`` name, so their examples run too.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib.util
 import inspect
 import os
 import re
@@ -42,7 +48,14 @@ from typing import Any
 
 import pytest
 
-from roupn import ClientConnector, ClientSynchronizer, ServerConnector, Settings
+from roupn import (
+    BackendKind,
+    ClientConnector,
+    ClientSynchronizer,
+    ServerConnector,
+    Settings,
+    get_registry,
+)
 from roupn.cli import _build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +135,46 @@ def wait_until_listening(url: str, relay: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"roupn serve did not listen on {url} in time")
 
 
+BACKEND_CHOICE = re.compile(
+    r"\b(?P<kind>transport|cipher_suite|serializer|diff_strategy)="
+    r"[\"'](?P<name>[\w-]+)[\"']"
+)
+KINDS = {
+    "transport": BackendKind.TRANSPORT,
+    "cipher_suite": BackendKind.CIPHER_SUITE,
+    "serializer": BackendKind.SERIALIZER,
+    "diff_strategy": BackendKind.DIFF_STRATEGY,
+}
+
+
+def missing_requirement(code: str) -> str | None:
+    """Return why a program cannot run here, or None if it can.
+
+    It cannot when it imports a top-level module that is not installed, or
+    chooses a backend by name that is not registered or not usable.
+    """
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            top = module.partition(".")[0]
+            if importlib.util.find_spec(top) is None:
+                return f"the module {top!r} is not installed"
+    registry = get_registry()
+    for choice in BACKEND_CHOICE.finditer(code):
+        kind = KINDS[choice["kind"]]
+        name = choice["name"]
+        if name not in registry.names(kind):
+            return f"no {kind.value} backend {name!r} is registered"
+        if not registry.get(kind, name).usable:
+            return f"the {kind.value} backend {name!r} is not usable here"
+    return None
+
+
 @pytest.fixture(scope="module")
 def relay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run ``roupn serve`` with default settings and yield its URL."""
@@ -185,6 +238,9 @@ def test_python_block_runs(
     assert "sleep_forever" not in block.code, (
         f"{block.name}: an example must finish by itself"
     )
+    missing = missing_requirement(block.code)
+    if missing is not None:
+        pytest.skip(f"{block.name}: {missing}")
     code = block.code
     if DEFAULT_RELAY_URL in code:
         url: str = request.getfixturevalue("relay_url")
@@ -223,6 +279,7 @@ def contains(whole: Any, part: Any) -> bool:
 
 PLUGIN_PAGE = ROOT / "docs" / "writing-plugins.md"
 PLUGIN_PYPROJECT = ROOT / "contrib" / "roupn-cbor" / "pyproject.toml"
+PLUGIN_MODULE = ROOT / "contrib" / "roupn-cbor" / "roupn_cbor" / "__init__.py"
 TOML_BLOCKS = [
     block
     for block in ALL_BLOCKS
@@ -344,3 +401,18 @@ def test_configuration_serve_flags() -> None:
         assert documented[flag] == str(default), (
             f"{flag}: documented {documented[flag]}, the code has {default!r}"
         )
+
+
+QUOTED_CODE_BLOCKS = [
+    block
+    for block in ALL_BLOCKS
+    if block.page == PLUGIN_PAGE and block.language == "text" and "def " in block.code
+]
+
+
+@pytest.mark.parametrize("block", QUOTED_CODE_BLOCKS, ids=lambda block: block.name)
+def test_plugin_page_quotes_contrib_code(block: Block) -> None:
+    source = PLUGIN_MODULE.read_text(encoding="utf-8")
+    assert block.code in source, (
+        f"{block.name}: the quoted code is not in {PLUGIN_MODULE.relative_to(ROOT)}"
+    )

@@ -1,6 +1,6 @@
 """Conformance tests that a backend plugin runs against its own implementation.
 
-Each class holds the pytest tests for one kind of backend. Subclass it in a test
+Each class contains the pytest tests for one kind of backend. Subclass it in a test
 module (name the subclass ``Test...`` so that pytest collects it) and define the
 fixture that makes your backend::
 

@@ -34,11 +34,11 @@ _IDENTITIES: dict[type[Any], list[Identity]] = {}
 
 
 def _identities(suite: CipherSuite) -> list[Identity]:
-    made = _IDENTITIES.get(type(suite))
-    if made is None:
-        made = [suite.generate_identity() for _ in range(3)]
-        _IDENTITIES[type(suite)] = made
-    return made
+    identities = _IDENTITIES.get(type(suite))
+    if identities is None:
+        identities = [suite.generate_identity() for _ in range(3)]
+        _IDENTITIES[type(suite)] = identities
+    return identities
 
 
 def _flip_bit(data: bytes, index: int) -> bytes:

@@ -232,7 +232,7 @@ def edit_all(
 ) -> None:
     """Make the same random edits on every tracker's document and on ``reference``.
 
-    ``plain`` tells whether a tracker's document needs values taken from it
+    ``plain`` returns whether a tracker's document needs values taken from it
     copied before they are put back (see :func:`make_edit`). The default copies
     them for every tracker, which any strategy handles.
     """

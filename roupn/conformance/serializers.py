@@ -63,7 +63,7 @@ EDGE_VALUES: dict[str, Any] = {
 
 
 class _Unsupported:
-    """A value of a class that no serializer knows."""
+    """A value of a class that no serializer can encode."""
 
 
 class SerializerConformance:
@@ -179,7 +179,7 @@ class SerializerConformance:
                 serializer.loads(data[:length])
 
     def test_loads_rejects_trailing_data(self, serializer: Serializer) -> None:
-        # One frame holds one message: bytes after it are an error, not ignored.
+        # One frame contains one message, so bytes after it are an error.
         data = serializer.dumps({"text": "one message"})
         with pytest.raises(MessageError):
             serializer.loads(data + data)
