@@ -27,10 +27,14 @@ suite needs pytest, hypothesis and trio: ``pip install 'roupn[conformance]'``.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
-_NEEDED = ("pytest", "hypothesis", "trio")
-_missing = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
+_missing: list[str] = []
+for _name in ("pytest", "hypothesis", "trio"):
+    try:
+        importlib.import_module(_name)
+    except ImportError:
+        _missing.append(_name)
 if _missing:
     raise ModuleNotFoundError(
         f"roupn.conformance needs {', '.join(_missing)}, which "
