@@ -1,4 +1,4 @@
-"""Every code example in README.md and docs/*.md runs, so the documentation stays true.
+"""Run every code example in the READMEs and docs/*.md, so the docs stay true.
 
 The convention for fenced code blocks in those files:
 
@@ -22,7 +22,8 @@ The convention for fenced code blocks in those files:
   match that plugin's pyproject.toml, and its ``text`` blocks that quote code (they
   hold a ``def``) must be found word for word in the plugin's module.
 
-New pages in docs/ are found by their ``.md`` name, so their examples run too.
+The pages are README.md, docs/*.md and contrib/*/README.md. New pages there are
+found by their names, so their examples run too.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ from roupn import (
 from roupn.cli import _build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "contrib").glob("*/README.md")),
+]
 
 DEFAULT_RELAY_URL = "http://127.0.0.1:3000"
 SNIPPET_TIMEOUT = 120
