@@ -21,8 +21,10 @@ The fixture each class needs:
 - :class:`TransportConformance`: ``transport``, served on 127.0.0.1 by the tests
 - :class:`DiffStrategyConformance`: ``diff_strategy``
 
-The async tests run on asyncio and on trio through anyio's pytest plugin. The
-suite needs pytest, hypothesis and trio: ``pip install 'roupn[conformance]'``.
+Each class also runs a whole room with the backend, when the backend is registered
+under its ``name`` through the ``roupn`` entry point group. The async tests run on
+asyncio and on trio through anyio's pytest plugin. The suite needs pytest,
+hypothesis and trio: ``pip install 'roupn[conformance]'``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import pytest  # noqa: E402
 pytest.register_assert_rewrite(
     "roupn.conformance.cipher_suites",
     "roupn.conformance.diff_strategies",
+    "roupn.conformance.rooms",
     "roupn.conformance.serializers",
     "roupn.conformance.transports",
 )

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from ..errors import CryptoError, DecryptionError
 from ..interfaces import CipherSuite, Identity, MessageContext, PeerKeys
+from ..plugins import BackendKind
+from ..settings import Settings
+from .rooms import registered_name, run_room
 
 __all__ = ["CipherSuiteConformance"]
 
@@ -99,6 +102,10 @@ class CipherSuiteConformance:
         raise NotImplementedError(
             "define a 'cipher_suite' fixture in your subclass of CipherSuiteConformance"
         )
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
 
     @pytest.fixture
     def members(self, cipher_suite: CipherSuite) -> Members:
@@ -393,3 +400,11 @@ class CipherSuiteConformance:
             missing = {key: item for key, item in sealed.items() if key != field}
             with pytest.raises(DecryptionError):
                 suite.open_direct(members.bob, members.alice_peer, missing, context)
+
+    # In a room.
+
+    @pytest.mark.anyio
+    async def test_room_end_to_end(self, cipher_suite: CipherSuite) -> None:
+        # Skipped unless the suite is registered under its name.
+        name = registered_name(BackendKind.CIPHER_SUITE, cipher_suite)
+        await run_room(Settings(transport="memory", cipher_suite=name))

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from ..changes import Change, apply_changes, copy_json, json_equal, revert_changes
 from ..errors import MessageError
 from ..interfaces import DiffStrategy
+from ..plugins import BackendKind
+from ..settings import Settings
 from .edits import edit_all
+from .rooms import quick_cipher_suite, registered_name, run_shared_document
 from .values import documents
 
 __all__ = ["DiffStrategyConformance"]
@@ -57,6 +60,10 @@ class DiffStrategyConformance:
             "define a 'diff_strategy' fixture in your subclass of "
             "DiffStrategyConformance"
         )
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
 
     # The interface.
 
@@ -358,3 +365,14 @@ class DiffStrategyConformance:
         assert tracker.take_changes() == []
         tracker.document["after"] = [1]
         assert replayed(target, tracker.take_changes()) == tracker.document
+
+    # In a room.
+
+    @pytest.mark.anyio
+    async def test_shared_document_in_room(self, diff_strategy: DiffStrategy) -> None:
+        # Skipped unless the strategy is registered under its name.
+        name = registered_name(BackendKind.DIFF_STRATEGY, diff_strategy)
+        settings = Settings(
+            transport="memory", cipher_suite=quick_cipher_suite(), diff_strategy=name
+        )
+        await run_shared_document(settings)

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from ..changes import json_equal
 from ..errors import MessageError
 from ..interfaces import Serializer
+from ..plugins import BackendKind
+from ..settings import Settings
+from .rooms import quick_cipher_suite, registered_name, run_room
 from .values import json_values, messages
 
 __all__ = ["SerializerConformance"]
@@ -77,6 +80,10 @@ class SerializerConformance:
         raise NotImplementedError(
             "define a 'serializer' fixture in your subclass of SerializerConformance"
         )
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
 
     # The interface.
 
@@ -206,3 +213,14 @@ class SerializerConformance:
         encoded[index] = data.draw(st.integers(0, 255))
         with contextlib.suppress(MessageError):
             serializer.loads(bytes(encoded))
+
+    # In a room.
+
+    @pytest.mark.anyio
+    async def test_room_end_to_end(self, serializer: Serializer) -> None:
+        # Skipped unless the serializer is registered under its name.
+        name = registered_name(BackendKind.SERIALIZER, serializer)
+        settings = Settings(
+            transport="memory", cipher_suite=quick_cipher_suite(), serializer=name
+        )
+        await run_room(settings)

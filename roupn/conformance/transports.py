@@ -13,6 +13,9 @@ import pytest
 
 from ..errors import ConnectionClosedError
 from ..interfaces import Connection, HttpRequest, HttpResponse, Transport
+from ..plugins import BackendKind
+from ..settings import Settings
+from .rooms import quick_cipher_suite, registered_name, run_room
 
 __all__ = ["EchoApplication", "TransportConformance", "serving"]
 
@@ -353,3 +356,11 @@ class TransportConformance:
                     await connection.close(1000, "x" * 124)
                 await connection.send("still open")
                 assert await connection.receive() == "still open"
+
+    # In a room.
+
+    async def test_room_end_to_end(self, transport: Transport) -> None:
+        # Skipped unless the transport is registered under its name.
+        name = registered_name(BackendKind.TRANSPORT, transport)
+        settings = Settings(transport=name, cipher_suite=quick_cipher_suite())
+        await run_room(settings, host=HOST)
