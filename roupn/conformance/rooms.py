@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
+from ..changes import copy_json
 from ..client import create_client_connector
 from ..errors import RoupnError
 from ..messages import ConnectionState
@@ -103,7 +104,7 @@ async def run_shared_document(settings: Settings) -> None:
         ) as relay:
             options = {"server_url": relay.url, "settings": settings}
             start = {"todos": [{"text": "buy milk", "done": False}], "title": "list"}
-            alice = create_client_synchronizer(options, None, start)
+            alice = create_client_synchronizer(options, None, copy_json(start))
             bob = create_client_synchronizer(options, None, {})
             async with alice, bob:
                 alice_events = EventRecorder(alice, TIMEOUT)
@@ -124,6 +125,11 @@ async def run_shared_document(settings: Settings) -> None:
                 await alice_events.wait_for("on_state_change")
                 assert alice.public_state == bob.public_state
 
+                # Members order updates by the sender's time in milliseconds, then
+                # by sender id, so an update made in the same millisecond as the one
+                # it builds on may be ordered before it. The pause keeps this
+                # test's updates in the order they were made.
+                await anyio.sleep(0.01)
                 seen = len(bob_events.of("on_state_change"))
                 del alice.public_state["title"]
                 alice.public_state["todos"].pop(0)
