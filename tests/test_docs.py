@@ -22,6 +22,8 @@ The convention for fenced code blocks in those files:
   match that plugin's pyproject.toml, and its ``text`` blocks that quote code (they
   hold a ``def``) must be found word for word in the plugin's module.
 
+Relative links between pages must point to files that exist.
+
 The pages are README.md, docs/*.md and contrib/*/README.md. New pages there are
 found by their names, so their examples run too.
 """
@@ -421,3 +423,22 @@ def test_plugin_page_quotes_contrib_code(block: Block) -> None:
     assert block.code in source, (
         f"{block.name}: the quoted code is not in {PLUGIN_MODULE.relative_to(ROOT)}"
     )
+
+
+# Links between pages.
+
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_relative_links_resolve(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    # Code blocks and code spans hold no links, only code that may look like one.
+    text = re.sub(r"^(`{3,}|~{3,}).*?^\1", "", text, flags=re.M | re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    for link in LINK.finditer(text):
+        target = link["target"]
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = (page.parent / target.partition("#")[0]).resolve()
+        assert path.exists(), f"{page.relative_to(ROOT)}: link to missing {target}"
