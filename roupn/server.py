@@ -17,7 +17,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
 from .events import EventEmitter
-from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
+from .interfaces import (
+    Connection,
+    HttpRequest,
+    HttpResponse,
+    KeepaliveConnection,
+    Serializer,
+)
 from .limits import ConnectionLimiter, RateLimiter, client_host
 from .relay import (
     POLICY_VIOLATION,
@@ -100,9 +106,11 @@ class ServerConnector(EventEmitter):
       ``rate_limited``.
     - ``verification_timeout``: a joiner not verified in time is closed with 1008
       ``verification_timeout``.
-    - ``idle_timeout``: a socket that sends no message for this long is closed
-      with 1008 ``idle_timeout``. NOTE: WebSocket pings do not count, so a member
-      that only listens in a quiet room is closed too.
+    - ``idle_timeout``: a socket that sends nothing for this long is closed with
+      1008 ``idle_timeout``. Over WebSockets, the relay pings a socket that has
+      been quiet for half of it, and every frame counts, pongs included, so a
+      member that only listens stays. Over transports that cannot ping (the
+      in-process memory transport), only messages count.
     - ``max_pending_per_room``: joiners waiting for verification in one room; one
       more is closed with 1013 ``too_many_pending``.
     - ``allowed_origins``: the ``Origin`` values browsers may connect from; a
@@ -438,6 +446,10 @@ class ServerConnector(EventEmitter):
                     group.start_soon(
                         self._write, connection, receive, group.cancel_scope
                     )
+                    if self.idle_timeout is not None and isinstance(
+                        connection, KeepaliveConnection
+                    ):
+                        group.start_soon(self._watch_idle, user_id, connection)
                     await self._read(user_id, connection)
                     group.cancel_scope.cancel()
         finally:
@@ -447,7 +459,11 @@ class ServerConnector(EventEmitter):
             send.close()
 
     async def _read(self, user_id: str, connection: Connection) -> None:
-        idle_timeout = self.idle_timeout if self.idle_timeout is not None else math.inf
+        # _watch_idle times out connections that can ping, so only the others
+        # need a timeout on each message.
+        idle_timeout = self.idle_timeout
+        if idle_timeout is None or isinstance(connection, KeepaliveConnection):
+            idle_timeout = math.inf
         while True:
             message: str | bytes | None = None
             try:
@@ -472,6 +488,43 @@ class ServerConnector(EventEmitter):
                 self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
                 return
             self._run(actions)
+
+    async def _watch_idle(self, user_id: str, connection: KeepaliveConnection) -> None:
+        """Ping a member silent for half the idle timeout, and close it after all of it.
+
+        Any frame from the member resets the time, so the pong of a member that
+        only listens keeps it in the room.
+        """
+        assert self.idle_timeout is not None
+        timeout = self.idle_timeout
+        pinged_at = -math.inf
+        while True:
+            last_activity = connection.last_activity
+            idle = time.monotonic() - last_activity
+            if idle >= timeout:
+                logger.info(
+                    "closing user %s from %s: no frame for %s s",
+                    user_id,
+                    connection.remote_address,
+                    timeout,
+                )
+                self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
+                return
+            if pinged_at > last_activity:
+                # Waiting for the pong.
+                await anyio.sleep(timeout - idle)
+            elif idle >= timeout / 2:
+                pinged_at = time.monotonic()
+                # A member that does not read can block the ping, so the wait for
+                # it ends with the timeout too.
+                with anyio.move_on_after(timeout - idle):
+                    try:
+                        await connection.ping()
+                    except ConnectionClosedError as exc:
+                        logger.debug("> ping to user %s failed: %s", user_id, exc)
+                        return
+            else:
+                await anyio.sleep(timeout / 2 - idle)
 
     async def _write(
         self,
