@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import anyio.abc
@@ -73,6 +73,22 @@ class RoomInfo:
             users=tuple(room.members),
             verified_users=tuple(room.verified_ids),
         )
+
+
+_CAN_PING: dict[type, bool] = {}
+
+
+def can_ping(connection: Connection) -> bool:
+    """Return whether ``connection`` is a :class:`KeepaliveConnection`.
+
+    The result is cached per class, because checking a runtime protocol reads
+    every one of its attributes.
+    """
+    kind = type(connection)
+    result = _CAN_PING.get(kind)
+    if result is None:
+        result = _CAN_PING[kind] = isinstance(connection, KeepaliveConnection)
+    return result
 
 
 @dataclass(slots=True)
@@ -446,10 +462,9 @@ class ServerConnector(EventEmitter):
                     group.start_soon(
                         self._write, connection, receive, group.cancel_scope
                     )
-                    if self.idle_timeout is not None and isinstance(
-                        connection, KeepaliveConnection
-                    ):
-                        group.start_soon(self._watch_idle, user_id, connection)
+                    if self.idle_timeout is not None and can_ping(connection):
+                        keepalive = cast(KeepaliveConnection, connection)
+                        group.start_soon(self._watch_idle, user_id, keepalive)
                     await self._read(user_id, connection)
                     group.cancel_scope.cancel()
         finally:
@@ -462,7 +477,7 @@ class ServerConnector(EventEmitter):
         # _watch_idle times out connections that can ping, so only the others
         # need a timeout on each message.
         idle_timeout = self.idle_timeout
-        if idle_timeout is None or isinstance(connection, KeepaliveConnection):
+        if idle_timeout is None or can_ping(connection):
             idle_timeout = math.inf
         while True:
             message: str | bytes | None = None
