@@ -82,7 +82,7 @@ def test_kicked_member_reads_on_in_0_1() -> None:
 
 @pytest.mark.parametrize("settings", [COMPATIBLE, NATIVE], ids=["0.1", "native"])
 def test_member_can_name_other_sender(settings: Settings) -> None:
-    # Every member holds the room key, so a room message proves only that some
+    # Every member has the room key, so a room message proves only that some
     # member wrote it, in both profiles.
     room, creator, (forger, victim) = verified_room(2, settings)
     forger_session = room.sessions[forger]
