@@ -30,15 +30,13 @@ import sys
 from typing import Any
 
 import atheris  # type: ignore[import-untyped]
+from roupn_json import JsonSerializer
+from roupn_msgpack import MsgpackSerializer
 
-with atheris.instrument_imports():
-    from roupn_json import JsonSerializer
-    from roupn_msgpack import MsgpackSerializer
-
-    from roupn.changes import apply_changes, copy_json
-    from roupn.errors import FrameError, MessageError
-    from roupn.frames import decode_binary, decode_text, encode_binary, encode_text
-    from roupn.relay import Close, JoinRefused, RelayState, Send
+from roupn.changes import apply_changes, copy_json
+from roupn.errors import FrameError, MessageError
+from roupn.frames import decode_binary, decode_text, encode_binary, encode_text
+from roupn.relay import Close, JoinRefused, RelayState, Send
 
 # The relay logs each rejected frame, which would bury libFuzzer's output.
 logging.disable(logging.CRITICAL)
@@ -201,6 +199,10 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
+    # atheris warns that instrument_imports() may miss modules that the import
+    # hook of an editable install loads, so every function loaded by now is
+    # instrumented instead.
+    atheris.instrument_all()
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 

@@ -18,6 +18,7 @@ In every other room, the creator is one of those that drop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -37,6 +38,12 @@ PHASE_TIMEOUT = 300.0
 # Joins in progress at once, over all rooms.
 MAX_CONCURRENT_JOINS = 20
 PAYLOAD_SIZE = 200
+
+# websockets 15 and later read proxy settings from the environment unless told
+# not to. Earlier releases have no proxy option and use no proxy.
+NO_PROXY: dict[str, Any] = (
+    {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
+)
 
 # The time.perf_counter() value at which the last room passed each phase.
 phases: dict[str, float] = {}
@@ -84,7 +91,7 @@ async def open_member(
     """Connect, wait for the room-joined message, and return the member."""
     async with joins:
         socket = await connect(
-            url, compression=None, ping_interval=None, proxy=None, open_timeout=30
+            url, compression=None, ping_interval=None, open_timeout=30, **NO_PROXY
         )
         joined = control_message(await socket.recv())
     assert joined["type"] == "_RJ", joined
