@@ -291,7 +291,9 @@ async def test_idle_socket_closed() -> None:
 
 
 async def test_listening_socket_kept_by_pongs() -> None:
-    async with running_relay(idle_timeout=0.3) as relay:
+    # The relay pings after half the timeout, so the client has the other half,
+    # 0.5 s, to answer even on a busy machine.
+    async with running_relay(idle_timeout=1.0) as relay:
         ticket = relay.create_room()
         async with AsyncExitStack() as stack:
             creator, creator_id = await join_raw(
@@ -307,7 +309,7 @@ async def test_listening_socket_kept_by_pongs() -> None:
                 group.start_soon(listen)
                 activity = []
                 for _ in range(6):
-                    await anyio.sleep(0.3)
+                    await anyio.sleep(0.5)
                     activity.append(getattr(creator, "last_activity", None))
                 room = relay.get_room(ticket.room_code)
                 assert room is not None
