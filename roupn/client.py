@@ -367,9 +367,13 @@ class ClientConnector(EventEmitter):
             reason = exc.reason or f"closed with code {exc.code}"
             if not joined.is_set():
                 error_type = _REFUSALS.get(exc.reason, JoinRejectedError)
-                failure.append(
-                    error_type(f"the relay refused to join the room: {reason}")
-                )
+                # 1006 means no close frame: the connection or its handshake
+                # failed or timed out, or the relay rejected the upgrade.
+                if exc.code == 1006:
+                    message = f"cannot join the room: {reason}"
+                else:
+                    message = f"the relay refused to join the room: {reason}"
+                failure.append(error_type(message))
             elif exc.code not in (1000, 1001):
                 self.emit("on_error", exc)
         except _LeaveRoom as exc:

@@ -86,6 +86,23 @@ async def test_join_room_times_out() -> None:
                     await client.join_room("ABCDEF")
 
 
+async def test_join_stops_at_transport_timeout() -> None:
+    async with stalling_server(read_forever) as url:
+        client = roupn.create_client_connector(
+            server_url=url, settings=SETTINGS, join_timeout=TEST_TIMEOUT
+        )
+        # The transport's open timeout ends the handshake before join_timeout.
+        client._transport = WebsocketsTransport(open_timeout=0.5)
+        async with client:
+            with anyio.fail_after(TEST_TIMEOUT):
+                with pytest.raises(roupn.JoinRejectedError) as info:
+                    await client.join_room("ABCDEF")
+    assert not isinstance(info.value, roupn.JoinTimeoutError)
+    message = str(info.value)
+    assert message.startswith("cannot join the room: ")
+    assert "no handshake response within 0.5 s" in message
+
+
 async def test_default_timeouts_are_bounded() -> None:
     client = roupn.create_client_connector(settings=SETTINGS)
     transport = WebsocketsTransport()
