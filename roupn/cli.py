@@ -121,7 +121,7 @@ def _add_limit_options(serve: argparse.ArgumentParser) -> None:
             "--idle-timeout",
             _optional_seconds,
             600.0,
-            "seconds a socket may stay without sending a message",
+            "seconds a socket may stay silent (WebSocket pongs count as activity)",
         ),
         (
             "--max-pending-per-room",

@@ -24,6 +24,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "Identity",
+    "KeepaliveConnection",
     "MessageContext",
     "MessageHeader",
     "PeerKeys",
@@ -346,6 +347,29 @@ class EncodingConnection(Connection, Protocol):
 
         Raises:
             ConnectionClosedError: the connection is closed.
+        """
+        ...
+
+
+@runtime_checkable
+class KeepaliveConnection(Connection, Protocol):
+    """A connection that can ping its peer and records when the peer last sent a frame.
+
+    The relay pings a quiet member over such a connection and counts every frame
+    from it, pongs and other control frames included, as activity for its idle
+    timeout. Over a plain :class:`Connection`, only messages count.
+    """
+
+    @property
+    def last_activity(self) -> float:
+        """The ``time.monotonic()`` value when the last frame of any kind arrived."""
+        ...
+
+    async def ping(self) -> None:
+        """Send a ping frame; the peer's pong updates :attr:`last_activity`.
+
+        Raises:
+            ConnectionClosedError: the connection is closed or closing.
         """
         ...
 

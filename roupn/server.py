@@ -9,14 +9,20 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import anyio.abc
 
 from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
 from .events import EventEmitter
-from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
+from .interfaces import (
+    Connection,
+    HttpRequest,
+    HttpResponse,
+    KeepaliveConnection,
+    Serializer,
+)
 from .limits import ConnectionLimiter, RateLimiter, client_host
 from .metrics import RelayMetrics, make_relay_metrics
 from .operations import (
@@ -77,6 +83,22 @@ class RoomInfo:
         )
 
 
+_CAN_PING: dict[type, bool] = {}
+
+
+def can_ping(connection: Connection) -> bool:
+    """Return whether ``connection`` is a :class:`KeepaliveConnection`.
+
+    The result is cached per class, because checking a runtime protocol reads
+    every one of its attributes.
+    """
+    kind = type(connection)
+    result = _CAN_PING.get(kind)
+    if result is None:
+        result = _CAN_PING[kind] = isinstance(connection, KeepaliveConnection)
+    return result
+
+
 @dataclass(slots=True)
 class _Peer:
     connection: Connection
@@ -108,9 +130,11 @@ class ServerConnector(EventEmitter):
       ``rate_limited``.
     - ``verification_timeout``: a joiner not verified in time is closed with 1008
       ``verification_timeout``.
-    - ``idle_timeout``: a socket that sends no message for this long is closed
-      with 1008 ``idle_timeout``. NOTE: WebSocket pings do not count, so a member
-      that only listens in a quiet room is closed too.
+    - ``idle_timeout``: a socket that sends nothing for this long is closed with
+      1008 ``idle_timeout``. Over WebSockets, the relay pings a socket that has
+      been quiet for half of it, and every frame counts, pongs included, so a
+      member that only listens stays. Over transports that cannot ping (the
+      in-process memory transport), only messages count.
     - ``max_pending_per_room``: joiners waiting for verification in one room; one
       more is closed with 1013 ``too_many_pending``.
     - ``allowed_origins``: the ``Origin`` values browsers may connect from; a
@@ -541,6 +565,9 @@ class ServerConnector(EventEmitter):
                 self._run(actions)
                 async with anyio.create_task_group() as group:
                     group.start_soon(self._write, outbox, group.cancel_scope)
+                    if self.idle_timeout is not None and can_ping(connection):
+                        keepalive = cast(KeepaliveConnection, connection)
+                        group.start_soon(self._watch_idle, user_id, keepalive)
                     await self._read(user_id, connection)
                     group.cancel_scope.cancel()
         finally:
@@ -550,7 +577,11 @@ class ServerConnector(EventEmitter):
             outbox.discard()
 
     async def _read(self, user_id: str, connection: Connection) -> None:
-        idle_timeout = self.idle_timeout if self.idle_timeout is not None else math.inf
+        # _watch_idle times out connections that can ping, so only the others
+        # need a deadline here.
+        idle_timeout = self.idle_timeout
+        if idle_timeout is None or can_ping(connection):
+            idle_timeout = math.inf
         # One deadline covers many messages, so that no timer is set per message.
         # When it passes, the socket is idle only if no message came since, and
         # otherwise a new deadline counts from the last message. Message times
@@ -593,6 +624,43 @@ class ServerConnector(EventEmitter):
             return False
         self._run(actions)
         return True
+
+    async def _watch_idle(self, user_id: str, connection: KeepaliveConnection) -> None:
+        """Ping a member silent for half the idle timeout, and close it after all of it.
+
+        Any frame from the member resets the time, so the pong of a member that
+        only listens keeps it in the room.
+        """
+        assert self.idle_timeout is not None
+        timeout = self.idle_timeout
+        pinged_at = -math.inf
+        while True:
+            last_activity = connection.last_activity
+            idle = time.monotonic() - last_activity
+            if idle >= timeout:
+                logger.info(
+                    "closing user %s from %s: no frame for %s s",
+                    user_id,
+                    connection.remote_address,
+                    timeout,
+                )
+                self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
+                return
+            if pinged_at > last_activity:
+                # Waiting for the pong.
+                await anyio.sleep(timeout - idle)
+            elif idle >= timeout / 2:
+                pinged_at = time.monotonic()
+                # A member that does not read can block the ping, so the wait for
+                # it ends with the timeout too.
+                with anyio.move_on_after(timeout - idle):
+                    try:
+                        await connection.ping()
+                    except ConnectionClosedError as exc:
+                        logger.debug("> ping to user %s failed: %s", user_id, exc)
+                        return
+            else:
+                await anyio.sleep(timeout / 2 - idle)
 
     async def _write(self, outbox: Outbox, scope: anyio.CancelScope) -> None:
         await outbox.run()

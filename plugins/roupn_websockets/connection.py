@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -46,8 +47,8 @@ class WebsocketConnection:
     """One open WebSocket, client or server side, carrying text and binary messages.
 
     Only :meth:`receive` and :meth:`close` read from the stream, so the protocol
-    replies to pings and sees a peer's close frame only while a task waits in one
-    of them. Both sides of the protocol use this class.
+    replies to pings, records pongs and sees a peer's close frame only while a task
+    waits in one of them. Both sides of the protocol use this class.
 
     A server connection without extensions is an
     :class:`~roupn.interfaces.EncodingConnection`: a relay encodes a frame for
@@ -76,6 +77,7 @@ class WebsocketConnection:
         self._eof_received = False
         self._stream_closed = False
         self._closed_locally = False
+        self._last_activity = time.monotonic()
         # Scopes of the stream reads and writes in progress, which closing the
         # stream cancels. Some anyio releases (4.4 on asyncio) leave a write to a
         # closed socket waiting for buffer space.
@@ -85,6 +87,15 @@ class WebsocketConnection:
     def remote_address(self) -> str:
         """The peer's address as ``host:port``."""
         return self._remote_address
+
+    @property
+    def last_activity(self) -> float:
+        """The ``time.monotonic()`` value when the last frame of any kind arrived.
+
+        Pings, pongs and close frames count, as do messages. The time of the
+        opening handshake stands in until the first frame arrives.
+        """
+        return self._last_activity
 
     @property
     def is_open(self) -> bool:
@@ -173,6 +184,20 @@ class WebsocketConnection:
                 if self._protocol.state is State.CLOSED:
                     raise self._closed_error()
                 await self._read_once()
+
+    async def ping(self) -> None:
+        """Send a ping frame; the peer's pong updates :attr:`last_activity`.
+
+        Raises:
+            ConnectionClosedError: the connection is closed or closing.
+        """
+        async with self._send_lock:
+            if not self.is_open:
+                raise self._closed_error()
+            self._protocol.send_ping(b"")
+            await self._flush_locked()
+        if self._stream_closed:
+            raise self._closed_error()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame, wait for the peer's reply, then close the stream.
@@ -275,7 +300,10 @@ class WebsocketConnection:
 
         if data:
             self._protocol.receive_data(data)
-            self.handle_events(self._protocol.events_received())
+            events = self._protocol.events_received()
+            if events:
+                self._last_activity = time.monotonic()
+            self.handle_events(events)
         else:
             # End of stream, a dropped stream and a timeout all end the protocol.
             self._feed_eof()
