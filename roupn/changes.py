@@ -70,9 +70,9 @@ _LOOKAHEAD: Final = 8
 def copy_json(value: Any) -> Any:
     """Return a deep copy of a JSON value made of plain dicts and lists.
 
-    Scalars are immutable, so the copy shares them. Dict and list subclasses are
-    copied as plain dicts and lists, and a container that appears twice in
-    ``value`` becomes two separate copies.
+    Scalars are immutable, so the copy shares them. Dict, list, str, int and
+    float subclasses are copied as plain dicts, lists and scalars, and a
+    container that appears twice in ``value`` becomes two separate copies.
 
     Raises:
         TypeError: ``value`` contains something that is not JSON (a tuple, bytes,
@@ -127,8 +127,14 @@ def _copy_other(value: Any) -> Any:
         return _copy_dict(value)
     if isinstance(value, list):
         return _copy_list(value)
-    if isinstance(value, str | int | float):
-        return value
+    # Subclasses such as IntEnum become the plain value, which is what JSON
+    # carries. A subclass's own __eq__ must not decide what counts as a change.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
     raise TypeError(
         f"a {type(value).__name__} is not a JSON value: use dicts, lists, str, "
         "int, float, bool or None"

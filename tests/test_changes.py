@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -566,6 +567,36 @@ def test_copy_json_is_deep() -> None:
 def test_copy_json_rejects_non_json(value: Any) -> None:
     with pytest.raises(TypeError):
         copy_json(value)
+
+
+class Level(enum.IntEnum):
+    LOW = 0
+    HIGH = 1
+
+
+class Ratio(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(Level.HIGH, True), (Level.LOW, False), (Ratio(1.0), True), (True, Level.HIGH)],
+)
+def test_diff_number_subclass_to_bool(old: Any, new: Any) -> None:
+    expected = [set_change(["v", "0"], new, old=old)]
+    assert diff({"v": [old]}, {"v": [new]}) == expected
+    snapshot = comparable_copy({"v": [old]})
+    assert diff(snapshot, {"v": [new]}, comparable_old=True) == expected
+
+
+def test_copy_json_makes_plain_scalars() -> None:
+    class Name(str):
+        def __str__(self) -> str:
+            return "changed"
+
+    copy = copy_json({"level": Level.HIGH, "ratio": Ratio(0.5), "name": Name("x")})
+    assert copy == {"level": 1, "ratio": 0.5, "name": "x"}
+    assert [type(value) for value in copy.values()] == [int, float, str]
 
 
 def test_copy_json_makes_plain_containers() -> None:
