@@ -177,7 +177,8 @@ def parse_url(text: str) -> str:
     """Check a relay URL given on the command line and return it.
 
     Raises:
-        ValueError: the scheme is not http, https, ws or wss, or the host is missing.
+        ValueError: the scheme is not http, https, ws or wss, the host is
+            missing, or the port is invalid.
     """
     split = urllib.parse.urlsplit(text.strip())
     if split.scheme.lower() not in RELAY_SCHEMES:
@@ -187,6 +188,12 @@ def parse_url(text: str) -> str:
         )
     if not split.hostname:
         raise ValueError(f"invalid relay URL {text!r}: the host name is missing")
+    try:
+        _ = split.port  # reading the port checks it
+    except ValueError:
+        raise ValueError(
+            f"invalid relay URL {text!r}: the port must be a number from 0 to 65535"
+        ) from None
     return text.strip()
 
 
@@ -273,6 +280,25 @@ class Roster:
         if user_id in self.claimed_names:
             return self.claimed_names[user_id]
         return f"user {short_id(user_id)}"
+
+    def chat_name(self, user_id: str | None, message: Any, own_name: str) -> str:
+        """Return the sender name to show on a chat line.
+
+        A name that only the message claims, or that this user or another member
+        also goes by, comes with the start of the sender's id, so that no member
+        can pass for another one.
+        """
+        name = self.name_of(user_id, message)
+        if user_id is None:
+            return name
+        names = {**self.claimed_names, **self.verified_names}
+        shared = name == own_name or any(
+            other != user_id and other_name == name
+            for other, other_name in names.items()
+        )
+        if user_id in self.verified_names and not shared:
+            return name
+        return self.label(user_id)
 
     def label(self, user_id: str) -> str:
         """Return a member's name with the start of its id, for state lines."""
@@ -571,7 +597,7 @@ class ChatSession:
         if not isinstance(text, str):
             logger.debug("a message without text was ignored")
             return
-        name = self.roster.name_of(message.sender, message.data)
+        name = self.roster.chat_name(message.sender, message.data, self.options.name)
         line = format_message(
             format_time(message.adjusted), name, text, direct=message.direct
         )

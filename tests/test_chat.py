@@ -131,6 +131,11 @@ def test_parse_url_checks() -> None:
     with pytest.raises(ValueError) as info:
         parse_url("http://")
     assert "host name is missing" in str(info.value)
+    for bad_port in ("http://127.0.0.1:99999", "http://127.0.0.1:abc"):
+        with pytest.raises(ValueError) as info:
+            parse_url(bad_port)
+        assert bad_port in str(info.value)
+        assert "port must be a number" in str(info.value)
 
 
 def test_name_from_data_cases() -> None:
@@ -166,6 +171,21 @@ def test_roster_prefers_verified_names() -> None:
     assert roster.label("aaaaaaaa-1") == "Bob (aaaaaa)"
     assert roster.label("cccccccc-3") == "user cccccc"
     assert roster.name_of(None, {"name": "Dan"}) == "Dan"
+
+
+def test_roster_chat_name_shows_id_when_misleading() -> None:
+    roster = Roster()
+    roster.remember("aaaaaaaa-1", {"name": "Bob"})
+    assert roster.chat_name("aaaaaaaa-1", {"name": "Bob"}, "Alice") == "Bob"
+    # A name that only the message claims comes with the sender's id.
+    claimed = roster.chat_name("bbbbbbbb-2", {"name": "Carol"}, "Alice")
+    assert claimed == "Carol (bbbbbb)"
+    # So does a name this user or another member also goes by.
+    roster.remember("cccccccc-3", {"name": "Alice"})
+    assert roster.chat_name("cccccccc-3", {}, "Alice") == "Alice (cccccc)"
+    roster.remember("dddddddd-4", {"name": "Bob"})
+    assert roster.chat_name("dddddddd-4", {}, "Alice") == "Bob (dddddd)"
+    assert roster.chat_name("aaaaaaaa-1", {}, "Alice") == "Bob (aaaaaa)"
 
 
 def test_roster_waiting_queue() -> None:
