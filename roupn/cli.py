@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import logging
@@ -471,9 +472,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected = _expected_error(exc)
         if expected is None:
             raise
-        print(f"roupn: {expected}", file=sys.stderr)
+        print(f"roupn: {_describe_error(expected, args)}", file=sys.stderr)
         return 1
     return 2
+
+
+def _describe_error(error: BaseException, args: argparse.Namespace) -> str:
+    """Return the line to print for an error the user can act on."""
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        host = getattr(args, "host", None)
+        port = getattr(args, "port", None)
+        if host is not None and port is not None:
+            ports = f"port {port}"
+            metrics_port = getattr(args, "metrics_port", None)
+            if metrics_port:
+                ports += f" or metrics port {metrics_port}"
+            return (
+                f"cannot listen on {host} {ports}: the address is already in use; "
+                "stop the server using it or choose another port"
+            )
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ def test_serve_reports_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 1
-    assert "roupn:" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1 port {port}" in error
+    assert "already in use" in error
 
 
 def test_serve_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
