@@ -197,6 +197,32 @@ def parse_url(text: str) -> str:
     return text.strip()
 
 
+def without_password(url: str) -> str:
+    """Return ``url`` with the password of its user part, if any, masked."""
+    split = urllib.parse.urlsplit(url)
+    if split.password is None:
+        return url
+    host = split.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(
+        split._replace(netloc=f"{split.username}:***@{host}")
+    )
+
+
+def parse_room_code(text: str) -> str:
+    """Check a room code given on the command line and return it in capitals.
+
+    Raises:
+        ValueError: the code is empty or has characters other than letters and digits.
+    """
+    code = text.strip().upper()
+    if not code or not code.isascii() or not code.isalnum():
+        raise ValueError(
+            f"invalid room code {text!r}: a room code is letters and digits, "
+            "such as the six characters the room's creator saw"
+        )
+    return code
+
+
 def default_name() -> str:
     """Return the login name, or ``guest`` when it cannot be found."""
     try:
@@ -517,7 +543,8 @@ class ChatSession:
         if left:
             self.say(
                 f"wrong code {code!r} for {label}: it does not match their screen. "
-                f"Type it again ({left} tries left) or /reject"
+                f"Type it again ({left} {'try' if left == 1 else 'tries'} left) "
+                "or /reject"
             )
             return
         self.roster.stop_waiting(joiner)
@@ -554,7 +581,7 @@ class ChatSession:
         if joiner is None:
             self.console.prompt = "> "
         else:
-            self.console.prompt = f"code for {self.roster.name_of(joiner)}> "
+            self.console.prompt = f"code for {self.roster.label(joiner)}> "
 
     # Client events.
 
@@ -574,7 +601,8 @@ class ChatSession:
         if client.user_id is not None:
             self.roster.remember(client.user_id, {"name": self.options.name})
         if state is ConnectionState.CONNECTING:
-            self.say(f"connecting to the relay at {self.options.server_url}")
+            url = without_password(self.options.server_url)
+            self.say(f"connecting to the relay at {url}")
         elif state is ConnectionState.PENDING_VERIFICATION:
             self.say(
                 f"joined room {client.room_code}; exchanging keys with its creator"

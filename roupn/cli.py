@@ -147,6 +147,15 @@ def _add_limit_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _room_code(text: str) -> str:
+    from .chat import parse_room_code
+
+    try:
+        return parse_room_code(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _display_name(text: str) -> str:
     from .chat import parse_name
 
@@ -275,7 +284,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "joiner reads out.",
     )
     chat.add_argument(
-        "code", nargs="?", help="code of the room to join (omit it to create a room)"
+        "code",
+        nargs="?",
+        type=_room_code,
+        help="code of the room to join (omit it to create a room)",
     )
     chat.add_argument(
         "--url",

@@ -36,7 +36,9 @@ from roupn.chat import (
     name_from_data,
     parse_command,
     parse_name,
+    parse_room_code,
     parse_url,
+    without_password,
 )
 from roupn.console import CLEAR_LINE, Console, LineEditor
 
@@ -171,6 +173,16 @@ def test_roster_prefers_verified_names() -> None:
     assert roster.label("aaaaaaaa-1") == "Bob (aaaaaa)"
     assert roster.label("cccccccc-3") == "user cccccc"
     assert roster.name_of(None, {"name": "Dan"}) == "Dan"
+
+
+def test_room_code_and_url_checks() -> None:
+    assert parse_room_code(" ab12cd ") == "AB12CD"
+    for bad in ("", "  ", "AB-12", "ÄBC"):
+        with pytest.raises(ValueError, match="invalid room code"):
+            parse_room_code(bad)
+    masked = without_password("http://user:secret@127.0.0.1:3000/relay")
+    assert masked == "http://user:***@127.0.0.1:3000/relay"
+    assert without_password("http://127.0.0.1:3000") == "http://127.0.0.1:3000"
 
 
 def test_roster_chat_name_shows_id_when_misleading() -> None:
@@ -428,7 +440,7 @@ async def _admit_bob(
     tasks.start_soon(bob.run)
     code = (await bob.console.wait_for(r"verification code: (\w+)")).group(1)
     await alice.console.wait_for(r"Bob \(\w+\) waits to join")
-    assert alice.console.prompt == "code for Bob> "
+    assert alice.console.prompt.startswith("code for Bob (")
     for _ in range(wrong_codes):
         await alice.console.type("WRONG" + code[-1])
     return alice, bob, code
@@ -440,7 +452,7 @@ async def test_session_whole_chat(relay_url: str) -> None:
     async with anyio.create_task_group() as tasks:
         alice, bob, code = await _admit_bob(tasks, relay_url, wrong_codes=1)
         await alice.console.wait_for(r"wrong code 'WRONG\w' for Bob .*\(2 tries left\)")
-        assert alice.console.prompt == "code for Bob> "
+        assert alice.console.prompt.startswith("code for Bob (")
         await bob.console.type("too early")
         await bob.console.wait_for("not in the chat yet")
 
