@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -15,10 +15,18 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
+from .backplane import Backplane, BackplaneOptions, RoomLink
+from .errors import (
+    BackplaneError,
+    ConnectionClosedError,
+    RoomLimitError,
+    RoomNotFoundError,
+    StateError,
+)
 from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
 from .limits import ConnectionLimiter, RateLimiter, client_host
+from .plugins import BackendKind, get_registry
 from .relay import (
     POLICY_VIOLATION,
     Action,
@@ -111,6 +119,12 @@ class ServerConnector(EventEmitter):
 
     ``limits_clock`` returns the monotonic time in seconds that the rate limits
     count with; tests replace it.
+
+    ``backplane`` chooses where rooms live: ``"memory"`` (the default) keeps them
+    in this process, and ``BackplaneOptions(name="redis", url=...)`` shares them
+    with every relay process on the same Redis server. With a shared backplane,
+    the room methods and listeners of each process see the rooms in which that
+    process has members, and rooms are created with :meth:`create_room_async`.
     """
 
     def __init__(
@@ -139,6 +153,7 @@ class ServerConnector(EventEmitter):
         max_pending_per_room: int | None = 10,
         allowed_origins: list[str] | None = None,
         limits_clock: Callable[[], float] = time.monotonic,
+        backplane: str | BackplaneOptions = "memory",
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(SERVER_EVENTS)
@@ -183,7 +198,14 @@ class ServerConnector(EventEmitter):
         self.deserialize = deserialize or (serializer.loads if serializer else None)
         assert self.serialize is not None and self.deserialize is not None
 
-        self.state = RelayState(
+        if isinstance(backplane, str):
+            backplane = BackplaneOptions(name=backplane)
+        self.backplane_options = backplane
+        self._backplane: Backplane = get_registry().load(
+            BackendKind.BACKPLANE, backplane.name
+        )
+        self.state: RelayState = self._backplane.create_state(
+            backplane,
             dumps=self.serialize,
             loads=self.deserialize,
             max_users_per_room=max_users_per_room,
@@ -196,6 +218,8 @@ class ServerConnector(EventEmitter):
         )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
+        self._room_link: RoomLink | None = None
+        self._wait_writable: Callable[[], Awaitable[None]] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
 
@@ -204,6 +228,11 @@ class ServerConnector(EventEmitter):
     async def __aenter__(self) -> Self:
         transport = self.settings.load_transport()
         async with AsyncExitStack() as stack:
+            # Entered first, so that it closes after every socket has left.
+            self._room_link = await stack.enter_async_context(
+                self._backplane.connect(self.state, self.backplane_options, self._run)
+            )
+            self._wait_writable = self._room_link.wait_writable
             self._task_group = await stack.enter_async_context(
                 anyio.create_task_group()
             )
@@ -361,10 +390,14 @@ class ServerConnector(EventEmitter):
                 return self._json_response(400, {"error": message}, origin)
 
         try:
-            ticket = self.create_room(limit)
+            ticket = await self.create_room_async(limit)
         except RoomLimitError as exc:
             self._log_rejection(address, "create-room from %s: %s", address, exc)
             return self._json_response(429, {"error": str(exc)}, origin)
+        except BackplaneError as exc:
+            logger.error("create-room from %s failed: %s", address, exc)
+            message = "the relay cannot reach its room store; try again later"
+            return self._json_response(503, {"error": message}, origin)
         return self._json_response(200, ticket.to_message(), origin)
 
     def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:
@@ -382,10 +415,27 @@ class ServerConnector(EventEmitter):
     def create_room(self, limit: int | None = None) -> RoomTicket:
         """Make a room; return the creator's secret and id and the room code.
 
+        Only the ``memory`` backplane creates rooms without waiting; use
+        :meth:`create_room_async` with any backplane.
+
         Raises:
             RoomLimitError: the relay already has ``max_rooms`` rooms.
+            RoomError: the backplane shares rooms between processes.
         """
         return self.state.create_room(limit)
+
+    async def create_room_async(self, limit: int | None = None) -> RoomTicket:
+        """Make a room through the backplane; return the creator's ticket.
+
+        Raises:
+            RoomLimitError: the relay (or the cluster) already has ``max_rooms``
+                rooms.
+            BackplaneError: the backplane's store cannot be reached.
+            StateError: the relay is not running.
+        """
+        if self._room_link is None:
+            raise StateError("the relay is not running: use it in an async with block")
+        return await self._room_link.create_room(limit)
 
     async def join_room(
         self,
@@ -420,19 +470,26 @@ class ServerConnector(EventEmitter):
         connection: Connection,
         creator_secret: str | None,
     ) -> None:
-        joined = self.state.join(room_code, creator_secret)
+        send, receive = anyio.create_memory_object_stream[
+            str | bytes | tuple[int, str]
+        ](self.send_queue_size)
+        peer = _Peer(connection, send, anyio.CancelScope())
+
+        def admit(user_id: str) -> None:
+            self._peers[user_id] = peer
+
+        assert self._room_link is not None
+        joined = await self._room_link.join(room_code, creator_secret, admit)
         if isinstance(joined, JoinRefused):
+            send.close()
+            receive.close()
             address = connection.remote_address
             self._log_rejection(address, "join from %s: %s", address, joined.reason)
             await connection.close(joined.code, joined.reason)
             return
         user_id, actions = joined
-        send, receive = anyio.create_memory_object_stream[
-            str | bytes | tuple[int, str]
-        ](self.send_queue_size)
         try:
-            with anyio.CancelScope() as scope:
-                self._peers[user_id] = _Peer(connection, send, scope)
+            with peer.cancel_scope:
                 self._run(actions)
                 async with anyio.create_task_group() as group:
                     group.start_soon(
@@ -472,6 +529,8 @@ class ServerConnector(EventEmitter):
                 self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
                 return
             self._run(actions)
+            if self._wait_writable is not None:
+                await self._wait_writable()
 
     async def _write(
         self,
