@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +67,61 @@ def quick_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             ) from None
 
     monkeypatch.setattr(WebcryptoSuite, "generate_identity", next_identity)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Return the URL of a Redis server for the backplane tests.
+
+    ROUPN_REDIS_URL names a running server; otherwise the tests start their own
+    redis-server on a free port of 127.0.0.1, in a temporary folder. Without
+    either, the tests skip, or fail when ROUPN_REQUIRE_REDIS is set.
+    """
+    url = os.environ.get("ROUPN_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        message = (
+            "redis-server not found: install it (apt-get install redis-server) or "
+            "set ROUPN_REDIS_URL to a running server's URL"
+        )
+        if os.environ.get("ROUPN_REQUIRE_REDIS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("redis")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

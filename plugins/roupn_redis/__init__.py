@@ -61,8 +61,9 @@ class RedisBackplane:
         client = redis.asyncio.Redis.from_url(options.url, decode_responses=False)
         try:
             link = RedisRoomLink(client, state, options, run)
+            await link.prepare()
             async with anyio.create_task_group() as group:
-                await link.start(group)
+                link.start(group)
                 try:
                     yield link
                 finally:

@@ -157,8 +157,8 @@ class RedisRoomLink:
 
     # Starting and stopping.
 
-    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Load the scripts, send a first heartbeat and start the link's tasks.
+    async def prepare(self) -> None:
+        """Load the scripts, send a first heartbeat and open the subscription.
 
         Raises:
             BackplaneError: Redis cannot be reached.
@@ -175,6 +175,9 @@ class RedisRoomLink:
                 f"the Redis backplane cannot start: {exc}; check that Redis runs "
                 "and that the Redis URL is right"
             ) from exc
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start the link's tasks in ``task_group``; call :meth:`prepare` first."""
         self._task_group = task_group
         task_group.start_soon(self._listen)
         task_group.start_soon(self._publish)
