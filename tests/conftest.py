@@ -119,7 +119,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {port}")
+                    message = f"redis-server did not start on port {port}"
+                    raise RuntimeError(message) from None
                 time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:

@@ -18,14 +18,14 @@ from typing import Any
 
 import anyio
 import pytest
+from roupn_redis import RedisBackplane
+from roupn_redis.link import RedisRoomLink
 
 from roupn.backplane import BackplaneOptions
 from roupn.errors import BackplaneError, RoomLimitError
 from roupn.frames import split_segments
 from roupn.relay import Action, Close, JoinRefused, Notice, Send
 from roupn.settings import Settings
-from roupn_redis import RedisBackplane
-from roupn_redis.link import RedisRoomLink
 
 pytestmark = pytest.mark.anyio
 
@@ -62,10 +62,14 @@ class Node:
         ]
 
     def closes_of(self, user_id: str) -> list[Close]:
-        return [a for a in self.actions if isinstance(a, Close) and a.user_id == user_id]
+        return [
+            a for a in self.actions if isinstance(a, Close) and a.user_id == user_id
+        ]
 
     def notices(self, event: str) -> list[tuple[Any, ...]]:
-        return [a.args for a in self.actions if isinstance(a, Notice) and a.event == event]
+        return [
+            a.args for a in self.actions if isinstance(a, Notice) and a.event == event
+        ]
 
     def receive(self, user_id: str, frame: str) -> None:
         self.actions.extend(self.state.receive(user_id, frame))
@@ -130,10 +134,14 @@ def room_frame(text: str) -> str:
     return "I:aXY=|E:" + b64encode(text.encode()).decode()
 
 
-async def eventually(check: Any, timeout: float = TIMEOUT) -> None:
-    """Wait until ``check()`` is true, polling."""
-    with anyio.fail_after(timeout):
-        while not check():
+async def eventually(check: Any, seconds: float = TIMEOUT) -> None:
+    """Wait until ``check()`` is true, polling.
+
+    The conditions span the actions and replicas of several nodes, which no
+    single event announces.
+    """
+    with anyio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110
             await anyio.sleep(0.01)
 
 
@@ -162,7 +170,9 @@ async def test_room_spans_two_nodes(redis_url: str, prefix: str) -> None:
         assert room_joined["type"] == "_RJ"
         assert room_joined["users"] == [creator, joiner]
         assert room_joined["creatorId"] == creator
-        await eventually(lambda: any(m["type"] == "_UJ" for m in first.sent_to(creator)))
+        await eventually(
+            lambda: any(m["type"] == "_UJ" for m in first.sent_to(creator))
+        )
         assert first.state.rooms[ticket.room_code].members == {
             creator: True,
             joiner: False,
@@ -388,7 +398,7 @@ async def test_dead_node_members_removed(redis_url: str, prefix: str) -> None:
         node_key = f"{prefix}:node:{doomed.state.node_id}"
         assert await survivor.link.client.exists(node_key)
 
-        await eventually(lambda: survivor.notices("on_user_leave"), timeout=5)
+        await eventually(lambda: survivor.notices("on_user_leave"), seconds=5)
         assert survivor.notices("on_user_leave") == [(code, joiner)]
         left = [m for m in survivor.sent_to(creator) if m["type"] == "_UL"]
         assert [m["userId"] for m in left] == [joiner]
