@@ -151,6 +151,15 @@ async def joined(node: Node, code: str, secret: str | None = None) -> str:
     return result[0]
 
 
+async def known(node: Node, code: str, user_id: str) -> None:
+    """Wait until ``node``'s replica of the room has ``user_id``.
+
+    A join returns once the joiner's own node applied it; the other nodes
+    apply it a little later.
+    """
+    await eventually(lambda: user_id in node.state.rooms[code].members)
+
+
 # Rooms and joins.
 
 
@@ -280,6 +289,7 @@ async def test_frames_cross_nodes(redis_url: str, prefix: str) -> None:
         code = ticket.room_code
         creator = await joined(first, code, ticket.creator_secret)
         joiner = await joined(second, code)
+        await known(first, code, joiner)
 
         # A room frame skips a joiner that is not verified yet.
         first.receive(creator, room_frame("before"))
@@ -318,6 +328,7 @@ async def test_kick_across_nodes(redis_url: str, prefix: str) -> None:
         code = ticket.room_code
         creator = await joined(first, code, ticket.creator_secret)
         joiner = await joined(second, code)
+        await known(first, code, joiner)
         first.receive(creator, control({"type": "_UK", "userId": joiner}))
 
         await eventually(lambda: second.closes_of(joiner))
@@ -363,6 +374,7 @@ async def test_creator_leaving_closes_room(redis_url: str, prefix: str) -> None:
         code = ticket.room_code
         creator = await joined(first, code, ticket.creator_secret)
         joiner = await joined(second, code)
+        await known(first, code, joiner)
         first.receive(creator, control({"type": "_UV", "userId": joiner}))
         await eventually(lambda: second.notices("on_user_verified"))
 
@@ -386,6 +398,7 @@ async def test_dead_node_members_removed(redis_url: str, prefix: str) -> None:
         with anyio.CancelScope() as scope:
             async with open_node(redis_url, prefix) as doomed:
                 joiner = await joined(doomed, code)
+                await known(survivor, code, joiner)
                 survivor.receive(creator, control({"type": "_UV", "userId": joiner}))
                 await eventually(lambda: doomed.notices("on_user_verified"))
 
@@ -403,9 +416,12 @@ async def test_dead_node_members_removed(redis_url: str, prefix: str) -> None:
         left = [m for m in survivor.sent_to(creator) if m["type"] == "_UL"]
         assert [m["userId"] for m in left] == [joiner]
         assert survivor.state.rooms[code].members == {creator: True}
-        assert not await survivor.link.client.sismember(
-            f"{prefix}:nodes", doomed.state.node_id
-        )
+        # The reaper forgets the dead node once it removed every member.
+        client = survivor.link.client
+        with anyio.fail_after(5):
+            while await client.sismember(f"{prefix}:nodes", doomed.state.node_id):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        assert not await client.exists(f"{node_key}:members")
 
 
 async def test_stopped_node_leaves_rooms(redis_url: str, prefix: str) -> None:
@@ -434,6 +450,7 @@ async def test_replica_loads_snapshot(redis_url: str, prefix: str) -> None:
         first.receive(creator, control({"type": "_UV", "userId": early}))
         await eventually(lambda: first.notices("on_user_verified"))
         late = await joined(second, code)
+        await known(first, code, late)
         (room_joined,) = second.sent_to(late)
         assert room_joined["users"] == [creator, early, late]
         room = second.state.rooms[code]

@@ -58,17 +58,27 @@ class RedisBackplane:
 
         from .link import RedisRoomLink
 
-        client = redis.asyncio.Redis.from_url(options.url, decode_responses=False)
+        try:
+            client = redis.asyncio.Redis.from_url(options.url, decode_responses=False)
+        except ValueError as exc:
+            raise BackplaneError(
+                f"invalid Redis URL {options.url!r}: {exc}; use a URL such as "
+                "redis://127.0.0.1:6379/0"
+            ) from None
         try:
             link = RedisRoomLink(client, state, options, run)
             await link.prepare()
-            async with anyio.create_task_group() as group:
-                link.start(group)
-                try:
-                    yield link
-                finally:
-                    await link.stop()
-                    group.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as group:
+                    link.start(group)
+                    try:
+                        yield link
+                    finally:
+                        group.cancel_scope.cancel()
+            finally:
+                # After the link's tasks ended, so that it sends the last commands
+                # alone and in order.
+                await link.stop()
         finally:
             with anyio.CancelScope(shield=True):
                 await client.aclose()

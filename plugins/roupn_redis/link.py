@@ -14,6 +14,7 @@ Four tasks run while the link is open:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -64,6 +65,10 @@ HIGH_WATER = 4096
 
 # Attempts at a free room code or user id before giving up.
 ATTEMPTS = 8
+
+# What a room code can be; anything else is not found without asking Redis.
+CODE_CHARACTERS = frozenset(CODE_ALPHABET)
+MAX_CODE_LENGTH = 64
 
 # The reason in the ``left`` event of a member whose relay process died.
 NODE_TIMEOUT_REASON = "relay_unavailable"
@@ -189,12 +194,16 @@ class RedisRoomLink:
         """Remove this process's members from their rooms and its heartbeat."""
         node_members = f"{self._node_key(self.node_id)}:members"
         with anyio.move_on_after(self.options.node_timeout, shield=True):
-            # Commands queued by sockets that closed during shutdown go first.
-            await self._send_commands()
-            await self._remove_node_members(self.node_id, "relay_stopped")
-            await self.client.delete(self._node_key(self.node_id), node_members)
-            await self.client.srem(self._nodes_key, self.node_id)
-        with anyio.move_on_after(1, shield=True):
+            try:
+                # Commands queued by sockets that closed during shutdown go first.
+                await self._send_commands()
+                await self._remove_node_members(self.node_id, "relay_stopped")
+                await self.client.delete(self._node_key(self.node_id), node_members)
+                await self.client.srem(self._nodes_key, self.node_id)
+            except REDIS_ERRORS as exc:
+                # The other relays remove the members after the node timeout.
+                logger.error("= leaving the Redis backplane failed: %s", exc)
+        with anyio.move_on_after(1, shield=True), contextlib.suppress(*REDIS_ERRORS):
             await self._pubsub.aclose()
         logger.info("= relay node %s left the Redis backplane", self.node_id)
 
@@ -252,6 +261,9 @@ class RedisRoomLink:
         """Admit a socket to a shared room; see :class:`roupn.backplane.RoomLink`."""
         if not room_code:
             return JoinRefused(POLICY_VIOLATION, "missing_room_code")
+        if len(room_code) > MAX_CODE_LENGTH or not set(room_code) <= CODE_CHARACTERS:
+            # Codes become parts of Redis keys, so only real codes get that far.
+            return JoinRefused(POLICY_VIOLATION, "room_not_found")
         try:
             await self._watch(room_code)
         except (*REDIS_ERRORS, TimeoutError) as exc:
@@ -426,13 +438,23 @@ class RedisRoomLink:
         except (ValueError, UnicodeDecodeError) as exc:
             logger.error("= invalid event in a room channel: %s", exc)
             return
+        try:
+            actions = self.state.apply(room_code, event)
+        except Exception:
+            logger.exception("= an event of a room channel could not be applied")
+            actions = self.state.resync(room_code)
         user_id = event.user_id
-        if event.kind == "join" and user_id in self._admitting:
+        if (
+            event.kind == "join"
+            and user_id in self._admitting
+            and self.state.room_of(user_id) is not None
+        ):
+            # The socket is registered before the room joined frame is sent.
             admit, done = self._admitting[user_id]
             admit(user_id)
             done.set()
-        self.run(self.state.apply(room_code, event))
-        if event.kind in ("left", "closed"):
+        self.run(actions)
+        if event.kind in ("left", "closed") or room_code not in self.state.rooms:
             self._release_if_unused(room_code)
 
     # Commands.
