@@ -424,6 +424,23 @@ async def test_dead_node_members_removed(redis_url: str, prefix: str) -> None:
         assert not await client.exists(f"{node_key}:members")
 
 
+async def test_lost_heartbeat_closes_members(redis_url: str, prefix: str) -> None:
+    # As after a pause longer than the node timeout, or a Redis restart.
+    async with open_node(redis_url, prefix) as node:
+        ticket = await node.link.create_room(None)
+        creator = await joined(node, ticket.room_code, ticket.creator_secret)
+        client = node.link.client
+        await client.delete(f"{prefix}:node:{node.state.node_id}")
+        await eventually(lambda: node.closes_of(creator), seconds=5)
+        (closed,) = node.closes_of(creator)
+        assert (closed.code, closed.reason) == (1011, "relay_resync")
+        await eventually(lambda: not node.state.rooms)
+        # The node registers again and serves new rooms.
+        assert await client.exists(f"{prefix}:node:{node.state.node_id}")
+        again = await node.link.create_room(None)
+        await joined(node, again.room_code, again.creator_secret)
+
+
 async def test_stopped_node_leaves_rooms(redis_url: str, prefix: str) -> None:
     async with open_node(redis_url, prefix) as first:
         ticket = await first.link.create_room(None)

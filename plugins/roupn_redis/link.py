@@ -556,17 +556,34 @@ class RedisRoomLink:
 
     # Heartbeats and dead processes.
 
-    async def _beat(self) -> None:
+    async def _beat(self, renew: bool = False) -> bool:
+        """Set this process's heartbeat key; with ``renew``, only if it still exists.
+
+        Returns False when ``renew`` found the key gone.
+        """
         timeout_ms = int(self.options.node_timeout * 1000)
+        key = self._node_key(self.node_id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._node_key(self.node_id), repr(time.time()), px=timeout_ms)
+        pipe.set(key, repr(time.time()), px=timeout_ms, xx=renew)
         pipe.sadd(self._nodes_key, self.node_id)
-        await pipe.execute()
+        renewed, _ = await pipe.execute()
+        return bool(renewed)
 
     async def _heartbeat(self) -> None:
         while True:
             await anyio.sleep(self.options.heartbeat_interval)
             try:
+                if await self._beat(renew=True):
+                    continue
+                # Either this process paused for longer than the node timeout and
+                # the others removed its members, or Redis lost its data. The
+                # replicas cannot be trusted in both cases.
+                logger.error(
+                    "= the heartbeat key of relay node %s was gone; closing its "
+                    "members and joining the backplane again",
+                    self.node_id,
+                )
+                self._drop_all_rooms()
                 await self._beat()
             except REDIS_ERRORS as exc:
                 logger.error("= heartbeat to Redis failed: %s", exc)
