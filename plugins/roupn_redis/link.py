@@ -66,7 +66,8 @@ HIGH_WATER = 4096
 # Attempts at a free room code or user id before giving up.
 ATTEMPTS = 8
 
-# What a room code can be; anything else is not found without asking Redis.
+# The characters and maximum length of a room code; any other code is not found,
+# without a request to Redis.
 CODE_CHARACTERS = frozenset(CODE_ALPHABET)
 MAX_CODE_LENGTH = 64
 
