@@ -441,6 +441,20 @@ async def test_lost_heartbeat_closes_members(redis_url: str, prefix: str) -> Non
         await joined(node, again.room_code, again.creator_secret)
 
 
+async def test_flushed_scripts_reloaded(redis_url: str, prefix: str) -> None:
+    # Redis forgets loaded scripts when it restarts or runs SCRIPT FLUSH.
+    async with open_node(redis_url, prefix) as node:
+        await node.link.client.script_flush()
+        ticket = await node.link.create_room(None)
+        code = ticket.room_code
+        creator = await joined(node, code, ticket.creator_secret)
+        joiner = await joined(node, code)
+        await node.link.client.script_flush()
+        node.receive(creator, control({"type": "_UV", "userId": joiner}))
+        await eventually(lambda: node.notices("on_user_verified"))
+        assert node.state.rooms[code].members == {creator: True, joiner: True}
+
+
 async def test_stopped_node_leaves_rooms(redis_url: str, prefix: str) -> None:
     async with open_node(redis_url, prefix) as first:
         ticket = await first.link.create_room(None)

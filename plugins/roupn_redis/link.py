@@ -4,12 +4,10 @@ Four tasks run while the link is open:
 
 - the listener reads the room channels that this process subscribed to and
   applies each event to the replicas of :class:`~roupn.shared_relay.SharedRelayState`;
-- the publisher sends the state's queued commands to Redis, in order, as
-  pipelines of ``PUBLISH`` and script calls;
-- the heartbeat refreshes this process's key, which expires after the node
-  timeout;
-- the reaper looks for processes whose heartbeat key expired and removes their
-  members from their rooms, as if each of them had left.
+- the publisher (:class:`~roupn_redis.commands.CommandWriter`) sends the state's
+  queued commands to Redis, in order;
+- the heartbeat and the reaper (:class:`~roupn_redis.nodes.NodeMonitor`) keep this
+  process's key alive and remove the members of processes whose key expired.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,29 +37,20 @@ from roupn.relay import (
     RoomTicket,
 )
 from roupn.shared_relay import (
-    CloseRoom,
-    Command,
     MemberRecord,
-    PublishFrame,
     RemoveMember,
     RoomSnapshot,
     SharedRelayState,
-    VerifyUser,
     decode_event,
-    encode_frame_event,
 )
 
-from . import scripts
+from .commands import CommandWriter
+from .keys import REDIS_ERRORS, Keys, text
+from .nodes import NodeMonitor
 
 __all__ = ["RedisRoomLink"]
 
 logger = logging.getLogger(__name__)
-
-# Commands sent to Redis in one pipeline at most.
-BATCH_SIZE = 256
-
-# Queued commands above which readers of local sockets wait for the publisher.
-HIGH_WATER = 4096
 
 # Attempts at a free room code or user id before giving up.
 ATTEMPTS = 8
@@ -71,18 +60,8 @@ ATTEMPTS = 8
 CODE_CHARACTERS = frozenset(CODE_ALPHABET)
 MAX_CODE_LENGTH = 64
 
-# The reason in the ``left`` event of a member whose relay process died.
-NODE_TIMEOUT_REASON = "relay_unavailable"
-
 # The close code and reason of a join that Redis could not serve.
 UNAVAILABLE = JoinRefused(TRY_AGAIN_LATER, "relay_unavailable")
-
-# Errors of a lost or unreachable Redis server.
-REDIS_ERRORS = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
 
 
 @dataclass(slots=True)
@@ -98,10 +77,6 @@ class _Watch:
 
 def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 class RedisRoomLink:
@@ -125,41 +100,22 @@ class RedisRoomLink:
         self.state = state
         self.options = options
         self.run = run
-        self.prefix = options.key_prefix
+        self.keys = Keys(options.key_prefix)
         self.node_id = state.node_id
+        self.writer = CommandWriter(
+            client, self.keys, state, retry_delay=options.heartbeat_interval
+        )
+        self.nodes = NodeMonitor(
+            client, self.keys, self.node_id, options, self.writer, self._drop_all_rooms
+        )
+        self.wait_writable: Callable[[], Awaitable[None]] | None = (
+            self.writer.wait_writable
+        )
         self._pubsub: Any = client.pubsub()
         self._watches: dict[str, _Watch] = {}
         self._admitting: dict[str, tuple[AdmitUser, anyio.Event]] = {}
         self._subscription_lock = anyio.Lock()
-        self._commands_ready = anyio.Event()
-        self._writable = anyio.Event()
-        self._writable.set()
-        self._scripts: dict[str, str] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
-        state.notify = self._commands_ready.set
-        self.wait_writable: Callable[[], Any] | None = self._wait_writable
-
-    # Keys and channels.
-
-    def _room_key(self, code: str) -> str:
-        return f"{self.prefix}:room:{code}"
-
-    def _members_key(self, code: str) -> str:
-        return f"{self.prefix}:room:{code}:members"
-
-    def _channel(self, code: str) -> str:
-        return f"{self.prefix}:channel:{code}"
-
-    def _node_key(self, node_id: str) -> str:
-        return f"{self.prefix}:node:{node_id}"
-
-    @property
-    def _rooms_key(self) -> str:
-        return f"{self.prefix}:rooms"
-
-    @property
-    def _nodes_key(self) -> str:
-        return f"{self.prefix}:nodes"
 
     # Starting and stopping.
 
@@ -170,12 +126,10 @@ class RedisRoomLink:
             BackplaneError: Redis cannot be reached.
         """
         try:
-            for name in ("CREATE", "JOIN", "LEAVE", "CLOSE", "VERIFY", "SNAPSHOT"):
-                source = getattr(scripts, name)
-                self._scripts[name] = _text(await self.client.script_load(source))
-            await self._beat()
+            await self.writer.load_scripts()
+            await self.nodes.beat()
             # A pub/sub connection needs a subscription before it can be read.
-            await self._pubsub.subscribe(self._node_key(self.node_id))
+            await self._pubsub.subscribe(self.keys.node(self.node_id))
         except (*REDIS_ERRORS, redis.exceptions.RedisError) as exc:
             raise BackplaneError(
                 f"the Redis backplane cannot start: {exc}; check that Redis runs "
@@ -186,27 +140,36 @@ class RedisRoomLink:
         """Start the link's tasks in ``task_group``; call :meth:`prepare` first."""
         self._task_group = task_group
         task_group.start_soon(self._listen)
-        task_group.start_soon(self._publish)
-        task_group.start_soon(self._heartbeat)
-        task_group.start_soon(self._reap_forever)
+        task_group.start_soon(self.writer.run)
+        task_group.start_soon(self.nodes.run_heartbeat)
+        task_group.start_soon(self.nodes.run_reaper)
         logger.info("= relay node %s joined the Redis backplane", self.node_id)
 
     async def stop(self) -> None:
         """Remove this process's members from their rooms and its heartbeat."""
-        node_members = f"{self._node_key(self.node_id)}:members"
         with anyio.move_on_after(self.options.node_timeout, shield=True):
             try:
                 # Commands queued by sockets that closed during shutdown go first.
-                await self._send_commands()
-                await self._remove_node_members(self.node_id, "relay_stopped")
-                await self.client.delete(self._node_key(self.node_id), node_members)
-                await self.client.srem(self._nodes_key, self.node_id)
+                await self.writer.send_all()
+                await self.nodes.leave()
             except REDIS_ERRORS as exc:
                 # The other relays remove the members after the node timeout.
                 logger.error("= leaving the Redis backplane failed: %s", exc)
         with anyio.move_on_after(1, shield=True), contextlib.suppress(*REDIS_ERRORS):
             await self._pubsub.aclose()
         logger.info("= relay node %s left the Redis backplane", self.node_id)
+
+    async def _eval(self, name: str, keys: list[str], *args: Any) -> Any:
+        """Run one of the scripts, loading them again if Redis forgot them."""
+        try:
+            return await self.client.evalsha(
+                self.writer.scripts[name], len(keys), *keys, *args
+            )
+        except redis.exceptions.NoScriptError:
+            await self.writer.load_scripts()
+            return await self.client.evalsha(
+                self.writer.scripts[name], len(keys), *keys, *args
+            )
 
     # Creating and joining rooms.
 
@@ -227,12 +190,10 @@ class RedisRoomLink:
             code = "".join(
                 secrets.choice(CODE_ALPHABET) for _ in range(state.room_code_length)
             )
-            result = _text(
-                await self.client.evalsha(
-                    self._scripts["CREATE"],
-                    2,
-                    self._rooms_key,
-                    self._room_key(code),
+            try:
+                reply = await self._eval(
+                    "CREATE",
+                    [self.keys.rooms, self.keys.room(code)],
                     code,
                     creator_id,
                     _hash_secret(secret),
@@ -241,7 +202,9 @@ class RedisRoomLink:
                     int(state.unclaimed_room_timeout * 1000),
                     state.max_rooms or 0,
                 )
-            )
+            except REDIS_ERRORS as exc:
+                raise BackplaneError(f"creating a room in Redis failed: {exc}") from exc
+            result = text(reply)
             if result == "ok":
                 logger.info("= room created (limit %d)", max_users)
                 return RoomTicket(secret, code, creator_id)
@@ -289,29 +252,32 @@ class RedisRoomLink:
         self, room_code: str, creator_secret: str | None, admit: AdmitUser
     ) -> tuple[str, list[Action]] | JoinRefused | None:
         room = self.state.rooms[room_code]
-        user_id = room.creator_id if creator_secret else str(uuid.uuid4())
+        is_creator = creator_secret is not None
+        user_id = room.creator_id if is_creator else str(uuid.uuid4())
         done = anyio.Event()
         self._admitting[user_id] = (admit, done)
         self.state.begin_join(room_code, user_id)
         try:
-            status, detail = await self.client.evalsha(
-                self._scripts["JOIN"],
-                4,
-                self._room_key(room_code),
-                self._members_key(room_code),
-                self._rooms_key,
-                f"{self._node_key(self.node_id)}:members",
+            keys = self.keys
+            status, detail = await self._eval(
+                "JOIN",
+                [
+                    keys.room(room_code),
+                    keys.members(room_code),
+                    keys.rooms,
+                    keys.node_members(self.node_id),
+                ],
                 room_code,
                 user_id,
                 _hash_secret(creator_secret) if creator_secret is not None else "",
                 self.node_id,
                 repr(time.time()),
                 self.state.max_pending_per_room or 0,
-                self._channel(room_code),
+                self.keys.channel(room_code),
             )
-            status = _text(status)
+            status = text(status)
             if status == "refused":
-                reason = _text(detail)
+                reason = text(detail)
                 code = TRY_AGAIN_LATER if reason == "too_many_pending" else 1008
                 return JoinRefused(code, reason)
             if status == "retry":
@@ -324,7 +290,7 @@ class RedisRoomLink:
                 self.state.outbox.append(
                     RemoveMember(room_code, user_id, "relay_unavailable", 1011)
                 )
-                self._commands_ready.set()
+                self.writer.wake()
                 return UNAVAILABLE
             return user_id, []
         finally:
@@ -349,7 +315,7 @@ class RedisRoomLink:
         watch = self._watches[room_code] = _Watch(interest=1)
         try:
             async with self._subscription_lock:
-                await self._pubsub.subscribe(self._channel(room_code))
+                await self._pubsub.subscribe(self.keys.channel(room_code))
             with anyio.fail_after(self.options.node_timeout):
                 await watch.subscribed.wait()
             await self._load(room_code, watch)
@@ -357,11 +323,8 @@ class RedisRoomLink:
             watch.ready.set()
 
     async def _load(self, room_code: str, watch: _Watch) -> None:
-        reply = await self.client.evalsha(
-            self._scripts["SNAPSHOT"],
-            2,
-            self._room_key(room_code),
-            self._members_key(room_code),
+        reply = await self._eval(
+            "SNAPSHOT", [self.keys.room(room_code), self.keys.members(room_code)]
         )
         if reply:
             self.state.load(_snapshot(room_code, reply))
@@ -391,10 +354,10 @@ class RedisRoomLink:
     async def _unsubscribe(self, room_code: str) -> None:
         async with self._subscription_lock:
             if room_code not in self._watches:
-                await self._pubsub.unsubscribe(self._channel(room_code))
+                await self._pubsub.unsubscribe(self.keys.channel(room_code))
 
     async def _listen(self) -> None:
-        prefix = f"{self.prefix}:channel:"
+        prefix = self.keys.channel_prefix
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=None)
@@ -405,7 +368,7 @@ class RedisRoomLink:
                 continue
             if message is None:
                 continue
-            channel = _text(message["channel"])
+            channel = text(message["channel"])
             if not channel.startswith(prefix):
                 continue
             room_code = channel[len(prefix) :]
@@ -458,194 +421,17 @@ class RedisRoomLink:
         if event.kind in ("left", "closed") or room_code not in self.state.rooms:
             self._release_if_unused(room_code)
 
-    # Commands.
-
-    async def _wait_writable(self) -> None:
-        if len(self.state.outbox) < HIGH_WATER:
-            return
-        self._writable = anyio.Event()
-        await self._writable.wait()
-
-    async def _publish(self) -> None:
-        while True:
-            await self._commands_ready.wait()
-            self._commands_ready = anyio.Event()
-            self.state.notify = self._commands_ready.set
-            await self._send_commands()
-
-    async def _send_commands(self) -> None:
-        outbox = self.state.outbox
-        while outbox:
-            batch = [outbox.popleft() for _ in range(min(len(outbox), BATCH_SIZE))]
-            pipe = self.client.pipeline(transaction=False)
-            for command in batch:
-                self._queue_command(pipe, command)
-            try:
-                results = await pipe.execute(raise_on_error=False)
-            except REDIS_ERRORS as exc:
-                # Keep the commands, in order, until Redis is back. Readers of
-                # local sockets wait once HIGH_WATER commands are queued.
-                logger.error("= sending commands to Redis failed: %s", exc)
-                outbox.extendleft(reversed(batch))
-                await anyio.sleep(self.options.heartbeat_interval)
-                continue
-            if len(outbox) < HIGH_WATER:
-                self._writable.set()
-            for command, result in zip(batch, results, strict=True):
-                if isinstance(result, Exception):
-                    await self._retry(command, result)
-
-    def _queue_command(self, pipe: Any, command: Command) -> None:
-        code = command.room_code
-        if isinstance(command, PublishFrame):
-            data = encode_frame_event(command.sender, command.receiver, command.frame)
-            pipe.publish(self._channel(code), data)
-        elif isinstance(command, VerifyUser):
-            frame = command.frame
-            pipe.evalsha(
-                self._scripts["VERIFY"],
-                2,
-                self._room_key(code),
-                self._members_key(code),
-                command.user_id,
-                frame.encode("utf-8") if isinstance(frame, str) else frame,
-                self._channel(code),
-            )
-        elif isinstance(command, RemoveMember):
-            self._queue_leave(pipe, code, command.user_id, command.reason, command.code)
-        elif isinstance(command, CloseRoom):
-            pipe.evalsha(
-                self._scripts["CLOSE"],
-                3,
-                self._room_key(code),
-                self._members_key(code),
-                self._rooms_key,
-                code,
-                command.reason,
-                self._channel(code),
-                self.prefix,
-            )
-
-    def _queue_leave(
-        self, pipe: Any, code: str, user_id: str, reason: str, close_code: int
-    ) -> None:
-        pipe.evalsha(
-            self._scripts["LEAVE"],
-            3,
-            self._room_key(code),
-            self._members_key(code),
-            self._rooms_key,
-            code,
-            user_id,
-            reason,
-            close_code,
-            self._channel(code),
-            self.prefix,
-        )
-
-    async def _retry(self, command: Command, error: Exception) -> None:
-        """Run a failed command again once, after reloading the scripts."""
-        logger.warning("= Redis command failed (%s); retrying once", error)
-        for name in list(self._scripts):
-            source = getattr(scripts, name)
-            self._scripts[name] = _text(await self.client.script_load(source))
-        pipe = self.client.pipeline(transaction=False)
-        self._queue_command(pipe, command)
-        (result,) = await pipe.execute(raise_on_error=False)
-        if isinstance(result, Exception):
-            logger.error("= Redis command failed again: %s", result)
-
-    # Heartbeats and dead processes.
-
-    async def _beat(self, renew: bool = False) -> bool:
-        """Set this process's heartbeat key; with ``renew``, only if it still exists.
-
-        Returns False when ``renew`` found the key gone.
-        """
-        timeout_ms = int(self.options.node_timeout * 1000)
-        key = self._node_key(self.node_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(key, repr(time.time()), px=timeout_ms, xx=renew)
-        pipe.sadd(self._nodes_key, self.node_id)
-        renewed, _ = await pipe.execute()
-        return bool(renewed)
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await anyio.sleep(self.options.heartbeat_interval)
-            try:
-                if await self._beat(renew=True):
-                    continue
-                # Either this process paused for longer than the node timeout and
-                # the others removed its members, or Redis lost its data. The
-                # replicas cannot be trusted in both cases.
-                logger.error(
-                    "= the heartbeat key of relay node %s was gone; closing its "
-                    "members and joining the backplane again",
-                    self.node_id,
-                )
-                self._drop_all_rooms()
-                await self._beat()
-            except REDIS_ERRORS as exc:
-                logger.error("= heartbeat to Redis failed: %s", exc)
-
-    async def _reap_forever(self) -> None:
-        while True:
-            await anyio.sleep(self.options.heartbeat_interval)
-            try:
-                await self.reap()
-            except REDIS_ERRORS as exc:
-                logger.error("= looking for dead relay processes failed: %s", exc)
-
-    async def reap(self) -> list[str]:
-        """Remove the members of relay processes whose heartbeat expired.
-
-        Returns the ids of the processes found dead. Several live processes may
-        reap at once: a short lock per dead process keeps them from repeating
-        the work, and removing a member twice does nothing the second time.
-        """
-        dead: list[str] = []
-        for raw in await self.client.smembers(self._nodes_key):
-            node_id = _text(raw)
-            if node_id == self.node_id:
-                continue
-            if await self.client.exists(self._node_key(node_id)):
-                continue
-            lock = f"{self.prefix}:reaping:{node_id}"
-            timeout_ms = int(self.options.node_timeout * 1000)
-            if not await self.client.set(lock, self.node_id, nx=True, px=timeout_ms):
-                continue
-            logger.warning(
-                "= relay node %s sent no heartbeat for %s s; removing its members",
-                node_id,
-                self.options.node_timeout,
-            )
-            await self._remove_node_members(node_id, NODE_TIMEOUT_REASON)
-            await self.client.delete(f"{self._node_key(node_id)}:members")
-            await self.client.srem(self._nodes_key, node_id)
-            dead.append(node_id)
-        return dead
-
-    async def _remove_node_members(self, node_id: str, reason: str) -> None:
-        entries = await self.client.smembers(f"{self._node_key(node_id)}:members")
-        pipe = self.client.pipeline(transaction=False)
-        for entry in entries:
-            code, _, user_id = _text(entry).partition(" ")
-            self._queue_leave(pipe, code, user_id, reason, 1001)
-        if entries:
-            await pipe.execute()
-
 
 def _snapshot(room_code: str, reply: list[bytes]) -> RoomSnapshot:
     """Decode the SNAPSHOT script's reply."""
-    creator, max_users, created, claimed, version = (_text(v) for v in reply[:5])
+    creator, max_users, created, claimed, version = (text(v) for v in reply[:5])
     members: list[MemberRecord] = []
     rest = reply[5:]
     for index in range(0, len(rest), 2):
-        order, verified, since, node = _text(rest[index + 1]).split(" ")
+        order, verified, since, node = text(rest[index + 1]).split(" ")
         members.append(
             MemberRecord(
-                user_id=_text(rest[index]),
+                user_id=text(rest[index]),
                 order=int(order),
                 verified=verified == "1",
                 joined_at=float(since),
