@@ -18,7 +18,7 @@ from roupn.shared_relay import (
 )
 
 from . import scripts
-from .keys import REDIS_ERRORS, Keys, text
+from .keys import REDIS_ERRORS, FailureLog, Keys, text
 
 __all__ = ["SCRIPT_NAMES", "CommandWriter"]
 
@@ -57,6 +57,7 @@ class CommandWriter:
         self._ready = anyio.Event()
         self._writable = anyio.Event()
         self._writable.set()
+        self._failures = FailureLog(logger, "sending commands to Redis")
         state.notify = self.wake
 
     async def load_scripts(self) -> None:
@@ -96,10 +97,11 @@ class CommandWriter:
             except REDIS_ERRORS as exc:
                 # Keep the commands, in order, until Redis is back. Readers of
                 # local sockets wait once HIGH_WATER commands are queued.
-                logger.error("= sending commands to Redis failed: %s", exc)
+                self._failures.failed(exc)
                 outbox.extendleft(reversed(batch))
                 await anyio.sleep(self.retry_delay)
                 continue
+            self._failures.succeeded()
             if len(outbox) < HIGH_WATER:
                 self._writable.set()
             for command, result in zip(batch, results, strict=True):

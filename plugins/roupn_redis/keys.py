@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis.exceptions
 
-__all__ = ["REDIS_ERRORS", "Keys", "text"]
+__all__ = ["REDIS_ERRORS", "FailureLog", "Keys", "text"]
 
 # Errors of a lost or unreachable Redis server.
 REDIS_ERRORS = (
@@ -59,3 +60,34 @@ class Keys:
 
     def reaping(self, node_id: str) -> str:
         return f"{self.prefix}:reaping:{node_id}"
+
+
+class FailureLog:
+    """Logs a repeating Redis failure once at ERROR, then at DEBUG until it ends.
+
+    A task that retries every heartbeat interval while Redis is down would
+    otherwise write a line per attempt.
+    """
+
+    def __init__(self, logger: logging.Logger, action: str) -> None:
+        self.logger = logger
+        self.action = action
+        self.failing = False
+
+    def failed(self, error: BaseException) -> None:
+        """Log that the action failed with ``error``."""
+        if self.failing:
+            self.logger.debug("= %s failed again: %s", self.action, error)
+            return
+        self.failing = True
+        self.logger.error(
+            "= %s failed: %s; retrying, and logging again when it works",
+            self.action,
+            error,
+        )
+
+    def succeeded(self) -> None:
+        """Log that the action works again, if it had failed."""
+        if self.failing:
+            self.failing = False
+            self.logger.info("= %s works again", self.action)

@@ -45,7 +45,7 @@ from roupn.shared_relay import (
 )
 
 from .commands import CommandWriter
-from .keys import REDIS_ERRORS, Keys, text
+from .keys import REDIS_ERRORS, FailureLog, Keys, text
 from .nodes import NodeMonitor
 
 __all__ = ["RedisRoomLink"]
@@ -116,6 +116,7 @@ class RedisRoomLink:
         self._admitting: dict[str, tuple[AdmitUser, anyio.Event]] = {}
         self._subscription_lock = anyio.Lock()
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._listen_failures = FailureLog(logger, "reading the Redis subscription")
 
     # Starting and stopping.
 
@@ -362,10 +363,12 @@ class RedisRoomLink:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except REDIS_ERRORS as exc:
-                logger.error("= the Redis subscription was lost: %s", exc)
+                self._listen_failures.failed(exc)
                 self._drop_all_rooms()
                 await anyio.sleep(self.options.heartbeat_interval)
                 continue
+            if self._listen_failures.failing:
+                self._listen_failures.succeeded()
             if message is None:
                 continue
             channel = text(message["channel"])

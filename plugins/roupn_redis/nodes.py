@@ -18,7 +18,7 @@ import anyio
 from roupn.backplane import BackplaneOptions
 
 from .commands import CommandWriter
-from .keys import REDIS_ERRORS, Keys, text
+from .keys import REDIS_ERRORS, FailureLog, Keys, text
 
 __all__ = ["NODE_TIMEOUT_REASON", "NodeMonitor"]
 
@@ -58,6 +58,8 @@ class NodeMonitor:
         self.options = options
         self.writer = writer
         self.on_key_lost = on_key_lost
+        self._heartbeat_failures = FailureLog(logger, "heartbeat to Redis")
+        self._reaper_failures = FailureLog(logger, "looking for dead relay processes")
 
     async def beat(self, renew: bool = False) -> bool:
         """Set this node's heartbeat key; with ``renew``, only if it still exists.
@@ -77,7 +79,9 @@ class NodeMonitor:
         while True:
             await anyio.sleep(self.options.heartbeat_interval)
             try:
-                if await self.beat(renew=True):
+                renewed = await self.beat(renew=True)
+                self._heartbeat_failures.succeeded()
+                if renewed:
                     continue
                 # Either this node paused for longer than the node timeout and the
                 # others removed its members, or Redis lost its data. The replicas
@@ -90,7 +94,7 @@ class NodeMonitor:
                 self.on_key_lost()
                 await self.beat()
             except REDIS_ERRORS as exc:
-                logger.error("= heartbeat to Redis failed: %s", exc)
+                self._heartbeat_failures.failed(exc)
 
     async def run_reaper(self) -> None:
         """Look for dead nodes once per heartbeat interval, until cancelled."""
@@ -98,8 +102,9 @@ class NodeMonitor:
             await anyio.sleep(self.options.heartbeat_interval)
             try:
                 await self.reap()
+                self._reaper_failures.succeeded()
             except REDIS_ERRORS as exc:
-                logger.error("= looking for dead relay processes failed: %s", exc)
+                self._reaper_failures.failed(exc)
 
     async def reap(self) -> list[str]:
         """Remove the members of nodes whose heartbeat expired.
