@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import anyio
 import pytest
+from conftest import free_port, start_redis_server
 
 import roupn
 from roupn import ConnectionState, Settings
@@ -274,3 +276,48 @@ async def test_killed_relay_members_leave(relays: tuple[Relay, Relay]) -> None:
             "on_message", lambda m: m.data.get("text") == "still here"
         )
         assert message.sender == carol.user_id
+
+
+async def test_relay_survives_redis_restart(tmp_path: Path) -> None:
+    # A Redis server of this test's own, so that it can stop and start it.
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis_server = start_redis_server(tmp_path, port)
+    relay = start_relay(url, "restart", tmp_path / "relay.log")
+    transport = Settings().load_transport()
+    try:
+        response = await transport.http_get(relay.url + "/create-room")
+        assert response.status == 200
+
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
+        response = await transport.http_get(relay.url + "/create-room")
+        assert response.status == 503
+        assert b"try again later" in response.body
+
+        redis_server = start_redis_server(tmp_path, port)
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                response = await transport.http_get(relay.url + "/create-room")
+                if response.status == 200:
+                    break
+                await anyio.sleep(0.2)
+        ticket = json.loads(response.body)
+        join_url = (
+            f"{relay.url}/join-room?code={ticket['roomCode']}"
+            f"&creator={ticket['creatorSecret']}"
+        )
+        async with transport.connect(join_url) as connection:
+            frame = await connection.receive()
+        assert isinstance(frame, str)
+        assert json.loads(decode_text(frame)["S"])["type"] == "_RJ"
+    finally:
+        relay.process.send_signal(signal.SIGINT)
+        try:
+            relay.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
+    log = relay.log.read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in log, log[-3000:]
