@@ -106,7 +106,7 @@ class RedisRoomLink:
             client, self.keys, state, retry_delay=options.heartbeat_interval
         )
         self.nodes = NodeMonitor(
-            client, self.keys, self.node_id, options, self.writer, self._drop_all_rooms
+            client, self.keys, self.node_id, options, self.writer, self._drop_held_rooms
         )
         self.wait_writable: Callable[[], Awaitable[None]] | None = (
             self.writer.wait_writable
@@ -354,8 +354,14 @@ class RedisRoomLink:
 
     async def _unsubscribe(self, room_code: str) -> None:
         async with self._subscription_lock:
-            if room_code not in self._watches:
+            if room_code in self._watches:
+                return  # watched again in the meantime
+            try:
                 await self._pubsub.unsubscribe(self.keys.channel(room_code))
+            except REDIS_ERRORS as exc:
+                # Events of an unwatched room are ignored, so this costs only
+                # traffic until the next reconnection.
+                logger.debug("= unsubscribing from a room channel failed: %s", exc)
 
     async def _listen(self) -> None:
         prefix = self.keys.channel_prefix
@@ -390,14 +396,29 @@ class RedisRoomLink:
     def _drop_all_rooms(self) -> None:
         """Close the local members of every room: their events may have been lost."""
         for room_code in list(self._watches):
-            room = self.state.rooms.get(room_code)
-            if room is not None:
-                self.run(self.state.resync(room_code))
-            watch = self._watches.pop(room_code)
-            watch.subscribed.set()
-            watch.ready.set()
-            assert self._task_group is not None
-            self._task_group.start_soon(self._unsubscribe, room_code)
+            self._drop_room(room_code)
+
+    def _drop_held_rooms(self) -> None:
+        """Close the local members of every room that has some.
+
+        Called when this process's heartbeat key was gone: the other processes
+        may have removed those members already, or Redis lost the rooms. Rooms
+        that are still being joined loaded their snapshot from the Redis of now,
+        so they stay.
+        """
+        for room_code in list(self._watches):
+            if self.state.local_members(room_code):
+                self._drop_room(room_code)
+
+    def _drop_room(self, room_code: str) -> None:
+        if room_code in self.state.rooms:
+            self.run(self.state.resync(room_code))
+        watch = self._watches.pop(room_code)
+        # Wake the joins that wait for this room; they find it gone.
+        watch.subscribed.set()
+        watch.ready.set()
+        assert self._task_group is not None
+        self._task_group.start_soon(self._unsubscribe, room_code)
 
     def _apply(self, room_code: str, data: bytes) -> None:
         try:
