@@ -11,14 +11,18 @@ indices too (``"2"``), and ``old`` is absent when the key did not exist.
   elements move down one index (a splice). Its path is never empty.
 - A path through a missing key or index, or through a scalar, is invalid.
 
-Values compare with their JSON type: ``True``, ``1`` and ``1.0`` are three different
-values, and ``None`` is a value, distinct from an absent key. Numbers of one type
-compare by value, so ``0.0`` and ``-0.0`` are equal.
+Values compare as JSON values. A boolean never equals a number, so ``True`` and ``1``
+differ, even though ``==`` in Python calls them equal. Numbers compare by value
+whatever their Python type, because JSON and JavaScript have one number type:
+``1``, ``1.0`` and ``1.00`` are the same value, and so are ``0.0`` and ``-0.0``.
+``None`` is a value, distinct from an absent key.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from itertools import compress, islice
 from typing import Any, Final
 
 from .errors import MessageError
@@ -28,15 +32,25 @@ __all__ = [
     "Change",
     "Copier",
     "apply_changes",
+    "comparable_copy",
     "copy_json",
     "diff",
     "json_equal",
+    "plain_copy",
     "revert_changes",
     "validate_change",
 ]
 
 _MISSING: Final = object()
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+# The JSON type of each scalar type: int and float are both numbers.
+_SCALAR_KINDS: Final[dict[type, type]] = {
+    str: str,
+    int: int,
+    float: int,
+    bool: bool,
+    type(None): type(None),
+}
 _CHANGE_TYPES: Final = ("set", "delete")
 
 Path = tuple[str, ...]
@@ -122,22 +136,31 @@ def _copy_other(value: Any) -> Any:
 
 
 def _kind(value: Any) -> type:
-    """Return the JSON type of a value: dict and list subclasses count as dict, list."""
+    """Return the JSON type of a value, as a Python type.
+
+    Dict and list subclasses count as dict and list, and every number as ``int``.
+    """
     kind = type(value)
-    if kind is dict or kind is list or kind in _SCALARS:
+    if kind is dict or kind is list:
         return kind
+    scalar = _SCALAR_KINDS.get(kind)
+    if scalar is not None:
+        return scalar
     if isinstance(value, dict):
         return dict
     if isinstance(value, list):
         return list
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int
     return kind
 
 
 def json_equal(a: Any, b: Any) -> bool:
-    """Return whether two JSON values are equal, with their JSON types compared.
+    """Return whether two JSON values are equal as JSON.
 
-    ``True``, ``1`` and ``1.0`` are different values here, while ``==`` treats
-    them as equal, also inside dicts and lists.
+    ``True`` and ``1`` are different values here, while ``==`` treats them as
+    equal, also inside dicts and lists. ``1`` and ``1.0`` are equal, as they are
+    in JSON.
     """
     if a is b:
         return True
@@ -166,16 +189,117 @@ def json_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# Copies that ``==`` compares as JSON.
+
+
+class _Exact:
+    """A boolean, or a number equal to 0 or 1, inside a comparable copy.
+
+    Its ``==`` also requires both sides to be booleans or both numbers, so the
+    ``==`` of dicts and lists, which runs in C, distinguishes ``True`` from ``1``.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool | int | float) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is _Exact:
+            other = other.value
+        value = self.value
+        return (type(other) is bool) is (type(value) is bool) and bool(other == value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"_Exact({self.value!r})"
+
+
+_EXACT_TRUE: Final = _Exact(True)
+_EXACT_FALSE: Final = _Exact(False)
+_EXACT_ONE: Final = _Exact(1)
+_EXACT_ZERO: Final = _Exact(0)
+
+
+def _exact(value: Any) -> Any:
+    """Wrap the scalars that Python's ``==`` mixes up with booleans."""
+    if value is True:
+        return _EXACT_TRUE
+    if value is False:
+        return _EXACT_FALSE
+    kind = type(value)
+    if kind is int:
+        if value == 1:
+            return _EXACT_ONE
+        if value == 0:
+            return _EXACT_ZERO
+    elif kind is float and (value == 1 or value == 0):
+        return _Exact(value)
+    return value
+
+
+def _mark(value: Any) -> Any:
+    """Wrap, in place, the values of a fresh plain copy that need it."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            marked = _mark(item)
+            if marked is not item:
+                value[key] = marked
+        return value
+    if kind is list:
+        for index, item in enumerate(value):
+            marked = _mark(item)
+            if marked is not item:
+                value[index] = marked
+        return value
+    return _exact(value)
+
+
+def comparable_copy(value: Any) -> Any:
+    """Return a deep copy of a JSON value that Python's ``==`` compares as JSON.
+
+    ``comparable_copy(a) == b`` is true exactly when ``json_equal(a, b)`` is, for
+    any JSON value ``b``, and runs at the speed of ``==`` on plain containers.
+    The copy stores booleans, and numbers equal to 0 or 1, in a wrapper:
+    :func:`plain_copy` turns it back into plain JSON, and :func:`diff` takes one
+    as ``old`` with ``comparable_old=True``.
+
+    Raises:
+        TypeError: ``value`` contains something that is not JSON.
+    """
+    return _mark(copy_json(value))
+
+
+def plain_copy(value: Any) -> Any:
+    """Return a plain deep copy of a value made by :func:`comparable_copy`."""
+    kind = type(value)
+    if kind is _Exact:
+        return value.value
+    if kind is dict:
+        return {key: plain_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [plain_copy(item) for item in value]
+    return value
+
+
 # Computing changes.
 
 
-def diff(old: Any, new: Any, *, copy_old: bool = True) -> list[Change]:
+def diff(
+    old: Any, new: Any, *, copy_old: bool = True, comparable_old: bool = False
+) -> list[Change]:
     """Return the changes that turn ``old`` into ``new``, in an order that applies.
 
     Neither value is mutated. The ``new`` values in the changes are copies. The
     ``old`` values are copies too, unless ``copy_old`` is false: then they are
     parts of ``old`` itself, for a caller that applies the changes to ``old`` and
     so detaches those parts from it.
+
+    With ``comparable_old``, ``old`` is a :func:`comparable_copy`. Equal parts of
+    the two values are then skipped with ``==``, which runs in C, and the
+    ``old`` values in the changes are plain copies.
 
     Arrays compare element by element after their equal prefix. An element
     that the new array no longer has, found by looking a few elements ahead,
@@ -189,7 +313,10 @@ def diff(old: Any, new: Any, *, copy_old: bool = True) -> list[Change]:
     Raises:
         TypeError: a changed value is not JSON, or a path has a non-string key.
     """
-    differ = _Differ(copy_json if copy_old else _same_value)
+    if comparable_old:
+        differ = _Differ(plain_copy, operator.eq)
+    else:
+        differ = _Differ(copy_json if copy_old else _same_value, json_equal)
     differ.compare(old, new, (), None)
     return differ.changes
 
@@ -210,16 +337,21 @@ def _path_item(key: Any) -> str:
 class _Differ:
     """Collects the changes between two values while walking both."""
 
-    __slots__ = ("changes", "copy_old")
+    __slots__ = ("changes", "copy_old", "equal")
 
-    def __init__(self, copy_old: Copier) -> None:
+    def __init__(self, copy_old: Copier, equal: Callable[[Any, Any], bool]) -> None:
         self.changes: list[Change] = []
         self.copy_old = copy_old
+        self.equal = equal
 
     def compare(self, old: Any, new: Any, path: Path, key: str | None) -> None:
         """Add the changes that turn ``old`` into ``new`` at ``path`` plus ``key``."""
         kind = type(new)
         if kind is not type(old):
+            if type(old) is _Exact:
+                if old != new:
+                    self.set(path, key, new, old)
+                return
             kind = _kind(new)
             if kind is not _kind(old):
                 self.set(path, key, new, old)
@@ -259,6 +391,8 @@ class _Differ:
                 if old_value != new_value:
                     self.set(path, key, new_value, old_value)
                 continue
+            if self.equal is operator.eq and old_value == new_value:
+                continue
             self.compare(old_value, new_value, path, _path_item(key))
 
         # Every key of ``old`` that ``new`` has was counted, so a shortfall means
@@ -271,13 +405,7 @@ class _Differ:
     def lists(self, old: list[Any], new: list[Any], path: Path) -> None:
         old_length = len(old)
         new_length = len(new)
-        start = 0
-        while (
-            start < old_length
-            and start < new_length
-            and json_equal(old[start], new[start])
-        ):
-            start += 1
+        start = self.equal_run(old, 0, new, 0, min(old_length, new_length))
 
         # A shrinking array keeps its equal suffix, so that a run of removed
         # elements becomes deletes. A growing one does not, because it would
@@ -285,21 +413,24 @@ class _Differ:
         old_end = old_length
         new_end = new_length
         if new_length < old_length:
-            while new_end > start and json_equal(old[old_end - 1], new[new_end - 1]):
-                old_end -= 1
-                new_end -= 1
+            suffix = self.equal_tail(old, new, new_length - start)
+            old_end -= suffix
+            new_end -= suffix
 
         # The array is new[:index] + old[old_index:] here, and its index-th
         # element is next to change.
         old_index = start
         index = start
         while old_index < old_end and index < new_end:
+            run = self.equal_run(
+                old, old_index, new, index, min(old_end - old_index, new_end - index)
+            )
+            if run:
+                old_index += run
+                index += run
+                continue
             old_value = old[old_index]
             new_value = new[index]
-            if old_value is new_value or json_equal(old_value, new_value):
-                old_index += 1
-                index += 1
-                continue
             # With a suffix kept, never delete more than the surplus.
             limit = _LOOKAHEAD
             if old_end < old_length:
@@ -320,9 +451,37 @@ class _Differ:
         for position in range(index + surplus - 1, index - 1, -1):
             self.delete(path, str(position), old[old_index + position - index])
 
-    @staticmethod
+    def equal_run(
+        self, old: list[Any], old_start: int, new: list[Any], new_start: int, count: int
+    ) -> int:
+        """Return how many of the next ``count`` elements are equal in both arrays."""
+        if self.equal is operator.eq:
+            # Comparing in C: the index of the first pair that differs.
+            pairs = map(
+                operator.ne,
+                islice(old, old_start, old_start + count),
+                islice(new, new_start, new_start + count),
+            )
+            return next(compress(range(count), pairs), count)
+        run = 0
+        while run < count and json_equal(old[old_start + run], new[new_start + run]):
+            run += 1
+        return run
+
+    def equal_tail(self, old: list[Any], new: list[Any], count: int) -> int:
+        """Return how many of the last ``count`` elements are equal in both arrays."""
+        if self.equal is operator.eq:
+            pairs = map(
+                operator.ne, islice(reversed(old), count), islice(reversed(new), count)
+            )
+            return next(compress(range(count), pairs), count)
+        run = 0
+        while run < count and json_equal(old[-1 - run], new[-1 - run]):
+            run += 1
+        return run
+
     def removed_before(
-        old: list[Any], start: int, end: int, value: Any, limit: int
+        self, old: list[Any], start: int, end: int, value: Any, limit: int
     ) -> int:
         """Return how many elements of ``old`` from ``start`` on precede ``value``.
 
@@ -330,7 +489,7 @@ class _Differ:
         equal to ``value``.
         """
         for count in range(1, min(limit, end - start - 1) + 1):
-            if json_equal(old[start + count], value):
+            if self.equal(old[start + count], value):
                 return count
         return 0
 

@@ -199,6 +199,65 @@ def backplane_options(args: argparse.Namespace) -> BackplaneOptions:
     )
 
 
+def _display_name(text: str) -> str:
+    from .chat import parse_name
+
+    try:
+        return parse_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _relay_url(text: str) -> str:
+    from .chat import parse_url
+
+    try:
+        return parse_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_operations_options(serve: argparse.ArgumentParser) -> None:
+    operations = serve.add_argument_group("operations")
+    operations.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve Prometheus metrics at /metrics (default: on when the "
+        "prometheus-client package, roupn[metrics], is installed)",
+    )
+    operations.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics on this port instead of the relay's port, with "
+        "/healthz too; worker N of --workers uses this port plus N",
+    )
+    operations.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="address the metrics port listens on (default: --host)",
+    )
+    operations.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        default=1,
+        help="processes that serve the port together, where more than 1 needs "
+        "Linux and a shared backplane (default: 1)",
+    )
+    operations.add_argument(
+        "--shutdown-delay",
+        type=_optional_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds to keep serving after SIGTERM while /healthz returns 503, "
+        "so load balancers stop sending new clients first (default: 0)",
+    )
+    # Set by the supervising process of --workers on each worker it starts.
+    operations.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)
+
+
 def _expected_error(error: BaseException) -> BaseException | None:
     """Return the first error a user can act on, looking inside exception groups."""
     if isinstance(error, BaseExceptionGroup):
@@ -243,6 +302,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds before a room whose creator never connected is removed",
     )
     _add_limit_options(serve)
+    _add_operations_options(serve)
     _add_backend_options(serve)
     _add_backplane_options(serve)
 
@@ -250,6 +310,30 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo", help="run a relay and two clients that verify each other and talk"
     )
     _add_backend_options(demo)
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat in an end-to-end encrypted room from the terminal",
+        description="Create a room, or join one by its code, and chat in it. "
+        "The creator admits each joiner by typing the verification code that the "
+        "joiner reads out.",
+    )
+    chat.add_argument(
+        "code", nargs="?", help="code of the room to join (omit it to create a room)"
+    )
+    chat.add_argument(
+        "--url",
+        type=_relay_url,
+        default="http://127.0.0.1:3000",
+        help="URL of the relay (default: http://127.0.0.1:3000)",
+    )
+    chat.add_argument(
+        "--name",
+        type=_display_name,
+        help="name shown to the other members, sent as public_data, which the "
+        "relay can read too (default: your login name)",
+    )
+    _add_backend_options(chat)
 
     commands.add_parser("plugins", help="list every registered backend")
 
@@ -305,8 +389,21 @@ def _bench(arguments: list[str]) -> int:
     return status
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from .chat import ChatOptions, default_name, run_chat_command
+
+    options = ChatOptions(
+        server_url=args.url,
+        name=args.name or default_name(),
+        room_code=args.code,
+        settings=Settings(transport=args.transport, serializer=args.serializer),
+    )
+    return run_chat_command(options, backend=args.async_backend)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from .server import create_server_connector
+    from .workers import serve_until_stopped
 
     settings = Settings(transport=args.transport, serializer=args.serializer)
     server = create_server_connector(
@@ -325,14 +422,53 @@ async def _serve(args: argparse.Namespace) -> None:
         max_pending_per_room=args.max_pending_per_room,
         allowed_origins=args.allowed_origins,
         backplane=backplane_options(args),
+        metrics=args.metrics,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        reuse_port=args.worker_id is not None,
     )
     async with server:
-        await server.serve_forever()
+        await serve_until_stopped(
+            server,
+            shutdown_delay=args.shutdown_delay or 0.0,
+            watch_parent=args.worker_id is not None,
+        )
+
+
+def _serve_workers(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]
+) -> int:
+    """Run ``args.workers`` relay processes on one port until stopped."""
+    from . import workers
+
+    problem = workers.check_worker_options(args.workers, args.backplane)
+    if problem is not None:
+        parser.error(problem)
+    if args.metrics_port and args.metrics_port + args.workers - 1 > 65535:
+        parser.error(
+            f"invalid --metrics-port {args.metrics_port}: the {args.workers} "
+            "workers need that many ports from it, up to 65535"
+        )
+    with workers.reserve_port(args.host, args.port) as reserved:
+        port = reserved.getsockname()[1]
+        supervisor = workers.Supervisor(
+            lambda worker_id: workers.worker_command(
+                argv, worker_id, port, args.metrics_port
+            ),
+            args.workers,
+            stop_timeout=(args.shutdown_delay or 0.0) + workers.STOP_TIMEOUT,
+        )
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        logger.info(
+            "starting %d relay workers on http://%s:%d", args.workers, host, port
+        )
+        return anyio.run(supervisor.run, backend=args.async_backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -342,9 +478,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
+    workers = args.command == "serve" and (
+        args.workers > 1 or args.worker_id is not None
+    )
+    process = " [%(process)d]" if workers else ""
     logging.basicConfig(
         level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s",
     )
     try:
         if args.command == "plugins":
@@ -352,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(extra)
         if args.command == "serve":
+            if args.workers > 1 and args.worker_id is None:
+                return _serve_workers(parser, args, argv)
             anyio.run(_serve, args, backend=args.async_backend)
             return 0
         if args.command == "demo":
@@ -360,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = Settings(transport=args.transport, serializer=args.serializer)
             anyio.run(run_demo, settings, backend=args.async_backend)
             return 0
+        if args.command == "chat":
+            return _chat(args)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130

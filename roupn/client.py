@@ -362,6 +362,13 @@ class ClientConnector(EventEmitter):
                 self.emit("on_error", exc)
         except _LeaveRoom as exc:
             reason = exc.reason
+        except ValueError as exc:
+            # The transport rejects a URL it cannot connect to, such as ftp://.
+            reason = str(exc)
+            if joined.is_set():
+                self.emit("on_error", exc)
+            else:
+                failure.append(exc)
         finally:
             self._connection = None
             joined.set()

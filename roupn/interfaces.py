@@ -350,6 +350,10 @@ class Transport(Protocol):
 
         Once listening, calls ``task_status.started`` with the base URL clients use
         (for example ``http://127.0.0.1:3000``; port 0 picks a free port).
+
+        A transport that listens on TCP may also accept ``reuse_port: bool``, a
+        keyword that sets ``SO_REUSEPORT``. The relay passes it only when several
+        processes share one port (``roupn serve --workers``).
         """
         ...
 

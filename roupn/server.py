@@ -26,6 +26,13 @@ from .errors import (
 from .events import EventEmitter
 from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
 from .limits import ConnectionLimiter, RateLimiter, client_host
+from .metrics import RelayMetrics, make_relay_metrics
+from .operations import (
+    OperationsApplication,
+    health_response,
+    listen_function,
+    metrics_response,
+)
 from .plugins import BackendKind, get_registry
 from .relay import (
     POLICY_VIOLATION,
@@ -120,6 +127,21 @@ class ServerConnector(EventEmitter):
     ``limits_clock`` returns the monotonic time in seconds that the rate limits
     count with; tests replace it.
 
+    With ``listen=False`` the connector opens no listener of its own, and
+    ``host``, ``port`` and the transport are unused: another server, such as
+    the ASGI application in :mod:`roupn.asgi`, calls :meth:`handle_http`,
+    :meth:`check_upgrade` and :meth:`handle_socket` while the ``async with``
+    block runs.
+
+    Operations: ``GET /healthz`` (``health_endpoint``) returns 200 while the relay
+    serves and 503 once :meth:`begin_shutdown` was called. ``GET /metrics``
+    (``metrics_endpoint``) returns Prometheus metrics when ``metrics`` is on: True
+    requires the ``metrics`` extra, None turns them on if it is installed, and
+    False turns them off. With ``metrics_port``, metrics move to a port of their
+    own (on ``metrics_host``, by default ``host``), which serves the health
+    endpoint too. ``reuse_port`` lets several processes listen on one port
+    (Linux ``SO_REUSEPORT``), for transports that support it.
+
     ``backplane`` chooses where rooms live: ``"memory"`` (the default) keeps them
     in this process, and ``BackplaneOptions(name="redis", url=...)`` shares them
     with every relay process on the same Redis server. With a shared backplane,
@@ -154,6 +176,13 @@ class ServerConnector(EventEmitter):
         allowed_origins: list[str] | None = None,
         limits_clock: Callable[[], float] = time.monotonic,
         backplane: str | BackplaneOptions = "memory",
+        listen: bool = True,
+        health_endpoint: str = "/healthz",
+        metrics_endpoint: str = "/metrics",
+        metrics: bool | None = None,
+        metrics_host: str | None = None,
+        metrics_port: int | None = None,
+        reuse_port: bool = False,
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(SERVER_EVENTS)
@@ -161,6 +190,7 @@ class ServerConnector(EventEmitter):
         self.settings = settings or Settings()
         self.host = host
         self.port = port
+        self.listen = listen
         self.create_room_endpoint = create_room_endpoint
         self.join_room_endpoint = join_room_endpoint
         self.send_queue_size = send_queue_size
@@ -216,6 +246,20 @@ class ServerConnector(EventEmitter):
             verification_timeout=verification_timeout,
             binary=serializer.binary if serializer else False,
         )
+        self.health_endpoint = health_endpoint
+        self.metrics_endpoint = metrics_endpoint
+        self.metrics_host = host if metrics_host is None else metrics_host
+        self.metrics_port = metrics_port
+        self.metrics_url: str | None = None
+        self.reuse_port = reuse_port
+        self.shutting_down = False
+        self.metrics: RelayMetrics = make_relay_metrics(
+            metrics,
+            open_connections=lambda: self._connections.total,
+            room_sizes=lambda: (
+                len(room.members) for room in self.state.rooms.values()
+            ),
+        )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
         self._room_link: RoomLink | None = None
@@ -226,7 +270,7 @@ class ServerConnector(EventEmitter):
     # Lifecycle.
 
     async def __aenter__(self) -> Self:
-        transport = self.settings.load_transport()
+        transport = self.settings.load_transport() if self.listen else None
         async with AsyncExitStack() as stack:
             # Entered first, so that it closes after every socket has left.
             self._room_link = await stack.enter_async_context(
@@ -237,11 +281,25 @@ class ServerConnector(EventEmitter):
                 anyio.create_task_group()
             )
             self._spawn = self._task_group.start_soon
-            self.url = await self._task_group.start(
-                transport.serve, self, self.host, self.port
-            )
             self._task_group.start_soon(self._expire_rooms)
-            logger.info("relay listening on %s", self.url)
+            if transport is not None:
+                self.url = await self._task_group.start(
+                    listen_function(transport, self.reuse_port),
+                    self,
+                    self.host,
+                    self.port,
+                )
+                logger.info("relay listening on %s", self.url)
+                if self.metrics_port is not None:
+                    self.metrics_url = await self._task_group.start(
+                        transport.serve,
+                        OperationsApplication(self),
+                        self.metrics_host,
+                        self.metrics_port,
+                    )
+                    logger.info("metrics and health on %s", self.metrics_url)
+            else:
+                logger.info("relay started without a listener")
             self._exit_stack = stack.pop_all()
         return self
 
@@ -252,6 +310,7 @@ class ServerConnector(EventEmitter):
         traceback: TracebackType | None,
     ) -> bool | None:
         assert self._exit_stack is not None and self._task_group is not None
+        self.shutting_down = True
         self._task_group.cancel_scope.cancel()
         try:
             return await self._exit_stack.__aexit__(exc_type, exc, traceback)
@@ -259,6 +318,15 @@ class ServerConnector(EventEmitter):
             self._task_group = None
             self._spawn = None
             logger.info("relay stopped")
+
+    def begin_shutdown(self) -> None:
+        """Make the health endpoint return 503 while the relay keeps serving.
+
+        Load balancers then stop sending new clients before the relay stops.
+        """
+        if not self.shutting_down:
+            logger.info("relay shutting down: the health endpoint now returns 503")
+        self.shutting_down = True
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (for example by Ctrl-C)."""
@@ -290,7 +358,9 @@ class ServerConnector(EventEmitter):
             return
         try:
             peer.outbox.send_nowait(frame)
+            self.metrics.frames_sent(1, len(frame))
         except anyio.WouldBlock:
+            self.metrics.slow_consumer_dropped()
             logger.warning(
                 "user %s fell %d frames behind; disconnecting",
                 user_id,
@@ -304,6 +374,7 @@ class ServerConnector(EventEmitter):
         peer = self._peers.pop(user_id, None)
         if peer is None:
             return
+        self.metrics.socket_closed(reason)
         try:
             peer.outbox.send_nowait((code, reason))
         except anyio.WouldBlock:
@@ -349,6 +420,7 @@ class ServerConnector(EventEmitter):
             return None
         if origin in self.allowed_origins:
             return None
+        self.metrics.rejected("origin")
         self._log_rejection(
             request.remote_address,
             "%s from %s: origin %r is not allowed",
@@ -359,6 +431,10 @@ class ServerConnector(EventEmitter):
         return self._json_response(403, {"error": f"origin {origin!r} not allowed"})
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
+        if request.path == self.health_endpoint:
+            return health_response(request, self.shutting_down)
+        if request.path == self.metrics_endpoint and self.metrics_port is None:
+            return metrics_response(request, self.metrics)
         if request.path != self.create_room_endpoint:
             return self._json_response(404, {"error": f"no endpoint at {request.path}"})
         if request.method != "GET":
@@ -372,6 +448,7 @@ class ServerConnector(EventEmitter):
         if self._room_creations is not None and not self._room_creations.allow(
             client_host(address)
         ):
+            self.metrics.rejected("rate_limited")
             self._log_rejection(address, "create-room from %s: rate_limited", address)
             message = "too many rooms created from this address; try again later"
             return self._json_response(429, {"error": message}, origin)
@@ -384,6 +461,7 @@ class ServerConnector(EventEmitter):
                 if limit < 1:
                     raise ValueError
             except ValueError:
+                self.metrics.rejected("invalid_limit")
                 message = (
                     f"invalid limit {raw_limit!r}: use a whole number of at least 1"
                 )
@@ -392,9 +470,11 @@ class ServerConnector(EventEmitter):
         try:
             ticket = await self.create_room_async(limit)
         except RoomLimitError as exc:
+            self.metrics.rejected("too_many_rooms")
             self._log_rejection(address, "create-room from %s: %s", address, exc)
             return self._json_response(429, {"error": str(exc)}, origin)
         except BackplaneError as exc:
+            self.metrics.rejected("backplane_unavailable")
             logger.error("create-room from %s failed: %s", address, exc)
             message = "the relay cannot reach its room store; try again later"
             return self._json_response(503, {"error": message}, origin)
@@ -422,7 +502,9 @@ class ServerConnector(EventEmitter):
             RoomLimitError: the relay already has ``max_rooms`` rooms.
             RoomError: the backplane shares rooms between processes.
         """
-        return self.state.create_room(limit)
+        ticket = self.state.create_room(limit)
+        self.metrics.room_created()
+        return ticket
 
     async def create_room_async(self, limit: int | None = None) -> RoomTicket:
         """Make a room through the backplane; return the creator's ticket.
@@ -435,7 +517,9 @@ class ServerConnector(EventEmitter):
         """
         if self._room_link is None:
             raise StateError("the relay is not running: use it in an async with block")
-        return await self._room_link.create_room(limit)
+        ticket = await self._room_link.create_room(limit)
+        self.metrics.room_created()
+        return ticket
 
     async def join_room(
         self,
@@ -452,11 +536,13 @@ class ServerConnector(EventEmitter):
         host = client_host(address)
         over_limit = self._connections.open(host)
         if over_limit is not None:
+            self.metrics.rejected(over_limit)
             self._log_rejection(address, "join from %s: %s", address, over_limit)
             await connection.close(TRY_AGAIN_LATER, over_limit)
             return
         try:
             if self._join_attempts is not None and not self._join_attempts.allow(host):
+                self.metrics.rejected("rate_limited")
                 self._log_rejection(address, "join from %s: rate_limited", address)
                 await connection.close(POLICY_VIOLATION, "rate_limited")
                 return
@@ -483,11 +569,13 @@ class ServerConnector(EventEmitter):
         if isinstance(joined, JoinRefused):
             send.close()
             receive.close()
+            self.metrics.rejected(joined.reason)
             address = connection.remote_address
             self._log_rejection(address, "join from %s: %s", address, joined.reason)
             await connection.close(joined.code, joined.reason)
             return
         user_id, actions = joined
+        self.metrics.user_joined()
         try:
             with peer.cancel_scope:
                 self._run(actions)
@@ -522,6 +610,7 @@ class ServerConnector(EventEmitter):
                 )
                 self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
                 return
+            self.metrics.frame_received(len(message))
             try:
                 actions = self.state.receive(user_id, message)
             except Exception:

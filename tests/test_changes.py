@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from roupn.changes import (
     Change,
     apply_changes,
+    comparable_copy,
     copy_json,
     diff,
     json_equal,
+    plain_copy,
     revert_changes,
     validate_change,
 )
@@ -477,12 +479,30 @@ def test_diff_type_change_one_set(old: Any, new: Any) -> None:
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [(True, 1), (1, True), (False, 0), (0, 0.0), (1.0, True), (None, False), ("1", 1)],
+    [
+        (True, 1),
+        (1, True),
+        (False, 0),
+        (0.0, False),
+        (1.0, True),
+        (None, False),
+        ("1", 1),
+    ],
 )
 def test_diff_compares_types(old: Any, new: Any) -> None:
     assert diff({"v": old}, {"v": new}) == [set_change(["v"], new, old=old)]
     changes = diff({"v": [{"w": old}]}, {"v": [{"w": new}]})
     assert changes == [set_change(["v", "0", "w"], new, old=old)]
+    snapshot = comparable_copy({"v": [{"w": old}]})
+    changes = diff(snapshot, {"v": [{"w": new}]}, comparable_old=True)
+    assert changes == [set_change(["v", "0", "w"], new, old=old)]
+    assert type(changes[0]["old"]) is type(old)
+
+
+@pytest.mark.parametrize(("old", "new"), [(2, 2.0), (0, -0.0), (1.0, 1)])
+def test_diff_compares_numbers_by_value(old: Any, new: Any) -> None:
+    assert diff({"v": [old]}, {"v": [new]}) == []
+    assert diff(comparable_copy({"v": [old]}), {"v": [new]}, comparable_old=True) == []
 
 
 def test_diff_none_distinct_from_absent() -> None:
@@ -561,7 +581,8 @@ def test_copy_json_makes_plain_containers() -> None:
     [
         (True, 1, False),
         ([True], [1], False),
-        ({"a": 1}, {"a": 1.0}, False),
+        ({"a": 1}, {"a": 1.0}, True),
+        ({"a": 1}, {"a": True}, False),
         ({"a": {"b": [0]}}, {"a": {"b": [False]}}, False),
         ({"a": None}, {}, False),
         ({"a": None}, {"b": None}, False),
@@ -587,6 +608,27 @@ def test_diff_applies_and_reverts(old: dict[str, Any], new: dict[str, Any]) -> N
     assert json_equal(document, new)
     revert_changes(document, changes)
     assert json_equal(document, old)
+
+
+@PROPERTY_SETTINGS
+@given(a=json_values, b=json_values)
+def test_comparable_copy_compares_as_json(a: Any, b: Any) -> None:
+    copy = comparable_copy(a)
+    assert (copy == b) is json_equal(a, b)
+    assert (b == copy) is json_equal(a, b)
+    assert copy == comparable_copy(b) if json_equal(a, b) else copy != b
+    plain = plain_copy(copy)
+    assert plain == a
+    assert repr(plain) == repr(a)
+
+
+@PROPERTY_SETTINGS
+@given(old=documents, new=documents)
+def test_diff_from_comparable_copy_matches(
+    old: dict[str, Any], new: dict[str, Any]
+) -> None:
+    changes = diff(comparable_copy(old), new, comparable_old=True)
+    assert repr(changes) == repr(diff(old, new))
 
 
 @PROPERTY_SETTINGS

@@ -600,6 +600,16 @@ async def test_unreachable_relay_raises_1006() -> None:
     assert get_error.value.code == 1006
 
 
+async def test_join_with_bad_url_scheme_raises() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with roupn.create_client_connector(
+            server_url="ftp://127.0.0.1:1"
+        ) as client:
+            with pytest.raises(ValueError, match="ftp"):
+                await client.join_room("ABCDEF")
+            assert client.state is roupn.ConnectionState.DISCONNECTED
+
+
 async def test_frame_sent_with_request_is_kept() -> None:
     transport = make_transport("websockets")
     with anyio.fail_after(TIMEOUT):

@@ -67,11 +67,12 @@ class RelayServer:
         host: str,
         port: int,
         *,
+        reuse_port: bool = False,
         task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host`` and ``port``, then report the base URL and serve."""
         listener = await anyio.create_tcp_listener(
-            local_host=host or None, local_port=port
+            local_host=host or None, local_port=port, reuse_port=reuse_port
         )
         async with listener, anyio.create_task_group() as task_group:
             bound_port = listener.extra(SocketAttribute.local_port)
@@ -159,7 +160,7 @@ class RelayServer:
         if is_upgrade(request):
             await self._upgrade(byte_stream, protocol, request, http_request, events)
         else:
-            await self._answer_http(byte_stream, protocol, http_request)
+            await self._answer_http(byte_stream, http_request)
 
     async def _wrap_tls(
         self, stream: anyio.abc.SocketStream, remote: str
@@ -209,10 +210,7 @@ class RelayServer:
                 return None
 
     async def _answer_http(
-        self,
-        stream: anyio.abc.ByteStream,
-        protocol: ServerProtocol,
-        request: HttpRequest,
+        self, stream: anyio.abc.ByteStream, request: HttpRequest
     ) -> None:
         try:
             response = await self._application.handle_http(request)
@@ -225,8 +223,9 @@ class RelayServer:
             )
             response = HttpResponse(500, b"Internal Server Error\n")
         head = request.method == "HEAD"
-        protocol.send_response(make_response(response, head=head))
-        await send_chunks(stream, protocol.data_to_send())
+        # Written without protocol.send_response(), which logs every plain
+        # response at INFO, load balancers' health checks included.
+        await send_chunks(stream, [make_response(response, head=head).serialize()])
         await self._end_response(stream)
 
     async def _upgrade(

@@ -69,15 +69,18 @@ class WebsocketsTransport:
         host: str,
         port: int,
         *,
+        reuse_port: bool = False,
         task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve ``application`` on ``host`` and ``port`` until cancelled.
 
         Reports ``http://HOST:PORT`` (``https`` with a server TLS context) with the
         bound port through ``task_status``. Port 0 picks a free port.
+        ``reuse_port`` sets ``SO_REUSEPORT``, so that several processes can listen
+        on one port; Linux then spreads new connections over them.
         """
         server = RelayServer(application, self.server_options)
-        await server.serve(host, port, task_status=task_status)
+        await server.serve(host, port, reuse_port=reuse_port, task_status=task_status)
 
     async def http_get(self, url: str) -> HttpResponse:
         """Make a GET request to the relay.
