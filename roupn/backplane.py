@@ -24,6 +24,7 @@ __all__ = [
     "AdmitUser",
     "Backplane",
     "BackplaneOptions",
+    "ObserveLatency",
     "RoomLink",
     "RunActions",
 ]
@@ -37,6 +38,9 @@ AdmitUser = Callable[[str], None]
 # Runs actions of the state machine that a backplane produced on its own, such as
 # frames that another relay process published.
 RunActions = Callable[[list[Action]], None]
+
+# Records how long one operation on the backplane's store took, in seconds.
+ObserveLatency = Callable[[float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +142,16 @@ class Backplane(Protocol):
         ...
 
     def connect(
-        self, state: RelayState, options: BackplaneOptions, run: RunActions
+        self,
+        state: RelayState,
+        options: BackplaneOptions,
+        run: RunActions,
+        observe_latency: ObserveLatency | None = None,
     ) -> AbstractAsyncContextManager[RoomLink]:
         """Start serving ``state``'s rooms; the link works while the block runs.
+
+        ``observe_latency``, when given, is called with the duration of each
+        operation on the backplane's store, such as a pipeline of commands.
 
         Raises:
             BackplaneError: the backplane cannot start here, for example because

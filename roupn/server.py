@@ -274,7 +274,12 @@ class ServerConnector(EventEmitter):
         async with AsyncExitStack() as stack:
             # Entered first, so that it closes after every socket has left.
             self._room_link = await stack.enter_async_context(
-                self._backplane.connect(self.state, self.backplane_options, self._run)
+                self._backplane.connect(
+                    self.state,
+                    self.backplane_options,
+                    self._run,
+                    self.metrics.observe_backplane_latency,
+                )
             )
             self._wait_writable = self._room_link.wait_writable
             self._task_group = await stack.enter_async_context(

@@ -25,6 +25,7 @@ from roupn.backplane import BackplaneOptions
 from roupn.errors import BackplaneError, RoomLimitError
 from roupn.frames import split_segments
 from roupn.relay import Action, Close, JoinRefused, Notice, Send
+from roupn.server import create_server_connector
 from roupn.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -514,3 +515,26 @@ async def test_unreachable_redis_is_clear() -> None:
     with pytest.raises(BackplaneError, match="check that Redis runs"):
         async with open_node(f"redis://127.0.0.1:{port}/0", "unused"):
             pass
+
+
+async def test_metrics_count_backplane_latency(redis_url: str, prefix: str) -> None:
+    pytest.importorskip("prometheus_client")
+    backplane = options(redis_url, prefix)
+    async with create_server_connector(
+        port=0, backplane=backplane, metrics=True
+    ) as server:
+        ticket = await server.create_room_async()
+        rendered = server.metrics.render(None)
+    assert ticket.room_code
+    assert rendered is not None
+    lines = rendered[0].decode().splitlines()
+    (count,) = [
+        line
+        for line in lines
+        if line.startswith("roupn_backplane_latency_seconds_count")
+    ]
+    assert float(count.split()[-1]) >= 1
+    (created,) = [
+        line for line in lines if line.startswith("roupn_rooms_created_total")
+    ]
+    assert float(created.split()[-1]) == 1

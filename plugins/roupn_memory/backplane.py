@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from roupn.backplane import AdmitUser, BackplaneOptions, RunActions
+from roupn.backplane import AdmitUser, BackplaneOptions, ObserveLatency, RunActions
 from roupn.relay import Action, JoinRefused, RelayState, RoomTicket
 
 __all__ = ["MemoryBackplane", "MemoryRoomLink"]
@@ -44,6 +44,10 @@ class MemoryBackplane:
 
     @asynccontextmanager
     async def connect(
-        self, state: RelayState, options: BackplaneOptions, run: RunActions
+        self,
+        state: RelayState,
+        options: BackplaneOptions,
+        run: RunActions,
+        observe_latency: ObserveLatency | None = None,
     ) -> AsyncIterator[MemoryRoomLink]:
         yield MemoryRoomLink(state)

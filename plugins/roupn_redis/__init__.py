@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import anyio
 
-from roupn.backplane import BackplaneOptions, RunActions
+from roupn.backplane import BackplaneOptions, ObserveLatency, RunActions
 from roupn.errors import BackplaneError
 from roupn.hookspecs import hookimpl
 from roupn.plugins import Backend
@@ -41,7 +41,11 @@ class RedisBackplane:
 
     @asynccontextmanager
     async def connect(
-        self, state: RelayState, options: BackplaneOptions, run: RunActions
+        self,
+        state: RelayState,
+        options: BackplaneOptions,
+        run: RunActions,
+        observe_latency: ObserveLatency | None = None,
     ) -> AsyncIterator[Any]:
         try:
             asyncio.get_running_loop()
@@ -66,7 +70,7 @@ class RedisBackplane:
                 "redis://127.0.0.1:6379/0"
             ) from None
         try:
-            link = RedisRoomLink(client, state, options, run)
+            link = RedisRoomLink(client, state, options, run, observe_latency)
             await link.prepare()
             try:
                 async with anyio.create_task_group() as group:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import anyio
 
+from roupn.backplane import ObserveLatency
 from roupn.shared_relay import (
     CloseRoom,
     Command,
@@ -44,12 +46,19 @@ class CommandWriter:
         keys: the cluster's key names.
         state: the state whose outbox this writer empties.
         retry_delay: seconds to wait before sending again after Redis failed.
+        observe_latency: records the duration of each pipeline.
     """
 
     def __init__(
-        self, client: Any, keys: Keys, state: SharedRelayState, retry_delay: float
+        self,
+        client: Any,
+        keys: Keys,
+        state: SharedRelayState,
+        retry_delay: float,
+        observe_latency: ObserveLatency | None = None,
     ) -> None:
         self.client = client
+        self.observe_latency = observe_latency
         self.keys = keys
         self.state = state
         self.retry_delay = retry_delay
@@ -92,6 +101,7 @@ class CommandWriter:
             pipe = self.client.pipeline(transaction=False)
             for command in batch:
                 self.queue(pipe, command)
+            started = time.perf_counter()
             try:
                 results = await pipe.execute(raise_on_error=False)
             except REDIS_ERRORS as exc:
@@ -101,6 +111,8 @@ class CommandWriter:
                 outbox.extendleft(reversed(batch))
                 await anyio.sleep(self.retry_delay)
                 continue
+            if self.observe_latency is not None:
+                self.observe_latency(time.perf_counter() - started)
             self._failures.succeeded()
             if len(outbox) < HIGH_WATER:
                 self._writable.set()

@@ -26,7 +26,7 @@ import anyio
 import anyio.abc
 import redis.exceptions
 
-from roupn.backplane import AdmitUser, BackplaneOptions, RunActions
+from roupn.backplane import AdmitUser, BackplaneOptions, ObserveLatency, RunActions
 from roupn.errors import BackplaneError, RoomLimitError
 from roupn.messages import CODE_ALPHABET
 from roupn.relay import (
@@ -87,6 +87,7 @@ class RedisRoomLink:
         state: the replicas that this process applies events to.
         options: the backplane options (key prefix, heartbeat, node timeout).
         run: runs actions that events produced, such as frames to local sockets.
+        observe_latency: records the duration of each script call and pipeline.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class RedisRoomLink:
         state: SharedRelayState,
         options: BackplaneOptions,
         run: RunActions,
+        observe_latency: ObserveLatency | None = None,
     ) -> None:
         self.client = client
         self.state = state
@@ -102,8 +104,13 @@ class RedisRoomLink:
         self.run = run
         self.keys = Keys(options.key_prefix)
         self.node_id = state.node_id
+        self.observe_latency = observe_latency
         self.writer = CommandWriter(
-            client, self.keys, state, retry_delay=options.heartbeat_interval
+            client,
+            self.keys,
+            state,
+            retry_delay=options.heartbeat_interval,
+            observe_latency=observe_latency,
         )
         self.nodes = NodeMonitor(
             client, self.keys, self.node_id, options, self.writer, self._drop_held_rooms
@@ -162,10 +169,14 @@ class RedisRoomLink:
 
     async def _eval(self, name: str, keys: list[str], *args: Any) -> Any:
         """Run one of the scripts, loading them again if Redis forgot them."""
+        started = time.perf_counter()
         try:
-            return await self.client.evalsha(
+            reply = await self.client.evalsha(
                 self.writer.scripts[name], len(keys), *keys, *args
             )
+            if self.observe_latency is not None:
+                self.observe_latency(time.perf_counter() - started)
+            return reply
         except redis.exceptions.NoScriptError:
             await self.writer.load_scripts()
             return await self.client.evalsha(
