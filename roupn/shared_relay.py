@@ -2,13 +2,13 @@
 
 :class:`SharedRelayState` is the :class:`~roupn.relay.RelayState` of one relay
 process in a cluster. Each process keeps a replica of every room in which it has
-a member. A process never changes a replica on its own: it turns what its users
-do into :class:`Command` records in :attr:`SharedRelayState.outbox`, a backplane
-applies each command to the shared store and publishes the resulting
-:class:`Event` on the room's channel, and every process that holds the room
-applies the events in channel order with :meth:`SharedRelayState.apply`. Every
-replica thus goes through the same states, and each process delivers frames only
-to the sockets it holds.
+a member. A process does not apply its users' actions to a replica directly.
+It turns them into :class:`Command` records in :attr:`SharedRelayState.outbox`,
+and a backplane applies each command to the shared store and publishes the
+resulting :class:`Event` on the room's channel. Every process with a replica of
+the room applies the events in channel order with :meth:`SharedRelayState.apply`,
+so every replica goes through the same states, and each process delivers frames
+only to its own sockets.
 
 State events carry the room's version, which the shared store raises by one per
 change, so a replica loaded from a snapshot skips the events it already contains
@@ -58,7 +58,7 @@ INTERNAL_ERROR = 1011
 RESYNC_REASON = "relay_resync"
 
 
-# Commands: what this process asks the shared store to do.
+# Commands: the changes this process requests from the shared store.
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +164,12 @@ def decode_event(data: bytes, binary: bool) -> Event:
     )
 
 
-# Snapshots: a room as the shared store holds it.
+# Snapshots: a room as the shared store keeps it.
 
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """A member as the shared store holds it."""
+    """A member as the shared store keeps it."""
 
     user_id: str
     order: int
@@ -180,7 +180,7 @@ class MemberRecord:
 
 @dataclass(frozen=True, slots=True)
 class RoomSnapshot:
-    """A room as the shared store holds it, at ``version``."""
+    """A room as the shared store keeps it, at ``version``."""
 
     code: str
     creator_id: str
