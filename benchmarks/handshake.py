@@ -14,7 +14,7 @@ from typing import Any
 from roupn.frames import Frame, decode_binary, decode_text, encode_binary, encode_text
 from roupn.interfaces import CipherSuite, Identity, Serializer
 from roupn.messages import ConnectionState
-from roupn.relay import Close, JoinRefused, RelayState, Send
+from roupn.relay import Broadcast, Close, JoinRefused, RelayState, Send
 from roupn.session import CheckData, Leave, Notice, RoomOptions, RoomSession, SendFrame
 
 __all__ = ["HandshakeError", "run_join_handshake"]
@@ -66,6 +66,8 @@ class _Room:
         for action in actions:
             if isinstance(action, Send):
                 self.inbox.append((action.user_id, action.frame))
+            elif isinstance(action, Broadcast):
+                self.inbox.extend((user, action.frame) for user in action.user_ids)
             elif isinstance(action, Close):
                 raise HandshakeError(
                     f"the relay closed member {action.user_id}: {action.reason}"

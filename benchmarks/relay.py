@@ -15,11 +15,17 @@ sample of bytes per socket.
 
 Every registered transport also runs the 4-sender flood with the relay and its
 members in this process, which shows the transports' relative cost.
+
+The fan-out run (:mod:`benchmarks.relay_fanout`) keeps a window of frames on
+their way to each member instead, which measures the frames per second a busy
+relay sustains, and measures a minimal ``websockets.broadcast()`` relay in turns
+with roupn's for comparison.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from typing import Any
 
@@ -29,6 +35,7 @@ from roupn.plugins import BackendKind
 from roupn.server import create_server_connector
 from roupn.settings import Settings
 
+from . import relay_fanout
 from .backends import load_backends
 from .budget import Budget
 from .processes import ChildProcess, resident_memory
@@ -241,6 +248,113 @@ def _flood_per_transport(
         _record_flood(result, progress, summary, IN_PROCESS, name)
 
 
+def _fanout(budget: Budget, progress: Progress, result: FamilyResult) -> None:
+    # Turns of the two relays, so that a change in the machine's load hits both.
+    rounds = 3 if budget.mode == "full" else 1
+    samples: dict[str, list[float]] = {}
+    per_cpu: dict[str, list[float]] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for _ in range(rounds):
+        for relay in (relay_fanout.ROUPN, relay_fanout.BASELINE):
+            summary = relay_fanout.flood(
+                relay, budget.relay_warmup, budget.relay_duration, budget.relay_interval
+            )
+            if not summary["delivered"]:
+                raise RuntimeError(f"the {relay} relay delivered nothing")
+            samples.setdefault(relay, []).extend(summary["rates"])
+            rate = relay_fanout.per_cpu_second(summary)
+            if rate is not None:
+                per_cpu.setdefault(relay, []).append(rate)
+            summaries[relay] = summary
+    for relay, rates in samples.items():
+        summary = summaries[relay]
+        latency = summary["latency"]
+        measurement = Measurement(
+            NAME,
+            "fan-out",
+            relay,
+            "frames/s",
+            rates,
+            params={
+                "senders": summary["senders"],
+                "receivers": summary["receivers"],
+                "message_size": summary["message_size"],
+                "window": summary["window"],
+                "interval": summary["interval"],
+                "rounds": rounds,
+                "event_loop": summary["event_loop"],
+            },
+            values={
+                "p50": latency.get("p50", 0.0),
+                "p99": latency.get("p99", 0.0),
+                "delivered": float(summary["delivered"]),
+                # Frames per second of the relay's CPU time, the median of the
+                # runs, or 0 where /proc is missing.
+                "per_cpu_second": statistics.median(per_cpu.get(relay, [0.0])),
+            },
+        )
+        result.measurements.append(measurement)
+        progress(
+            f"[{NAME}] fan-out, {relay}: median "
+            f"{format_rate(measurement.stats.median, ' frames/s')} (IQR "
+            f"{format_rate(measurement.stats.q1)}-"
+            f"{format_rate(measurement.stats.q3)})"
+        )
+
+
+def _per_cpu_text(rate: float) -> str:
+    return format_rate(rate, " frames") if rate else "-"
+
+
+def _fanout_table(result: FamilyResult) -> Table:
+    table = Table(
+        f"relay fan-out: a room of {relay_fanout.ROOM_SIZE}, "
+        f"{relay_fanout.SENDERS} senders, {MESSAGE_SIZE}-byte room messages",
+        [
+            "relay",
+            "frames/s median (IQR)",
+            "of baseline",
+            "per relay CPU s",
+            "latency p50",
+            "p99",
+        ],
+    )
+    baseline = result.find("fan-out", relay_fanout.BASELINE)
+    fanouts = [m for m in result.measurements if m.benchmark == "fan-out"]
+    for measurement in fanouts:
+        stats = measurement.stats
+        ratio = (
+            f"{stats.median / baseline.stats.median:.2f}x"
+            if baseline is not None and baseline.stats.median > 0
+            else "-"
+        )
+        table.rows.append(
+            [
+                measurement.backend,
+                f"{format_rate(stats.median)} ({format_rate(stats.q1)}"
+                f"-{format_rate(stats.q3)})",
+                ratio,
+                _per_cpu_text(measurement.values["per_cpu_second"]),
+                format_seconds(measurement.values["p50"]),
+                format_seconds(measurement.values["p99"]),
+            ]
+        )
+    if not fanouts:
+        return table
+    params = fanouts[0].params
+    table.notes.append(
+        f"Each relay in its own process, the load generator in another, on "
+        f"{params['event_loop']}; up to {params['window']} frames on their way to "
+        f"each member; {params['rounds']} run(s) of each relay, in turns."
+    )
+    table.notes.append(
+        "per relay CPU s: frames delivered per second of CPU time (user and "
+        "system, from /proc/PID/stat) that the relay process used in the measured "
+        "time, which depends less on other programs' load than frames/s."
+    )
+    return table
+
+
 # Results.
 
 
@@ -329,7 +443,9 @@ def run(budget: Budget, progress: Progress) -> FamilyResult:
     _flood_over_websockets(budget, progress, result)
     _idle_memory(budget, progress, result)
     _flood_per_transport(budget, progress, result)
+    _fanout(budget, progress, result)
     result.tables.append(_table(result))
+    result.tables.append(_fanout_table(result))
     _recommend(result)
     result.seconds = time.perf_counter() - started
     return result

@@ -85,10 +85,8 @@ async def open_websocket(url: str) -> AsyncIterator[Link]:
     options: dict[str, Any] = {
         "compression": None,
         "open_timeout": JOIN_TIMEOUT,
-        # NOTE: roupn's websockets relay sometimes leaves a client's close frame
-        # unanswered in a busy room (about 1 close in 16 in a room of 16 here), and
-        # the client then waits its whole close timeout. A short one keeps the
-        # teardown after the measurements quick.
+        # A relay that leaves a close frame unanswered costs each member this
+        # long at the end, so it is short.
         "close_timeout": 0.5,
         "max_size": 2**20,
         # Frames are read only while a run lasts. A member that fell behind by

@@ -3,13 +3,15 @@
 Run as ``python -m benchmarks.relay_server``, it prints one JSON line with the
 relay's URL and process id, then serves until SIGTERM or SIGINT arrives or
 ``--max-seconds`` pass, whichever comes first. The relay keeps its default limits
-but those per client address. ``--backplane redis`` with ``--redis-url`` runs it on
-the Redis backplane, so that several of these processes share rooms.
+but those per client address. It runs on uvloop when that is installed, as
+``roupn serve`` does. ``--backplane redis`` with ``--redis-url`` runs it on the
+Redis backplane, so that several of these processes share rooms.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -21,9 +23,14 @@ import anyio
 from roupn.backplane import DEFAULT_REDIS_URL, BackplaneOptions
 from roupn.server import create_server_connector
 
-__all__ = ["LOOPBACK", "main"]
+__all__ = ["LOOPBACK", "main", "uvloop_installed"]
 
 LOOPBACK = "127.0.0.1"
+
+
+def uvloop_installed() -> bool:
+    """Return whether uvloop can be imported."""
+    return importlib.util.find_spec("uvloop") is not None
 
 
 async def _serve(
@@ -87,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    anyio.run(_serve, args.max_seconds, args.max_users_per_room, backplane)
+    anyio.run(
+        _serve,
+        args.max_seconds,
+        args.max_users_per_room,
+        backplane,
+        backend_options={"use_uvloop": uvloop_installed()},
+    )
     return 0
 
 

@@ -217,8 +217,12 @@ class ClientConnector(EventEmitter):
     ) -> str:
         """Create a room on the relay and join it as its creator; return the room code.
 
+        ``join_timeout`` bounds the create-room request, then the join.
+
         Raises:
             StateError: this client is already in a room.
+            JoinTimeoutError: the relay sent no response to the create-room
+                request, or did not admit the socket, within ``join_timeout``.
             JoinRejectedError: the relay responded to the request with an error.
             ConnectionClosedError: the relay could not be reached.
         """
@@ -226,7 +230,13 @@ class ClientConnector(EventEmitter):
         url = self.server_url + self.create_room_endpoint
         if limit is not None:
             url += "?" + urlencode({"limit": limit})
-        response = await self._transport.http_get(url)
+        with anyio.move_on_after(self.join_timeout) as scope:
+            response = await self._transport.http_get(url)
+        if scope.cancelled_caught:
+            raise JoinTimeoutError(
+                f"the relay sent no response to the create-room request within "
+                f"{self.join_timeout} s; check the server URL or raise join_timeout"
+            )
         if response.status != 200:
             detail = response.body.decode("utf-8", "replace")[:200]
             raise JoinRejectedError(
@@ -271,6 +281,8 @@ class ClientConnector(EventEmitter):
         Raises:
             RoomNotFoundError: no room has this code.
             RoomFullError: the room has its maximum number of users.
+            JoinTimeoutError: the relay did not admit the socket within
+                ``join_timeout``.
             JoinRejectedError: the relay refused the join for another reason.
         """
         if not isinstance(room_code, str):
@@ -355,9 +367,13 @@ class ClientConnector(EventEmitter):
             reason = exc.reason or f"closed with code {exc.code}"
             if not joined.is_set():
                 error_type = _REFUSALS.get(exc.reason, JoinRejectedError)
-                failure.append(
-                    error_type(f"the relay refused to join the room: {reason}")
-                )
+                # 1006 means no close frame: the connection or its handshake
+                # failed or timed out, or the relay rejected the upgrade.
+                if exc.code == 1006:
+                    message = f"cannot join the room: {reason}"
+                else:
+                    message = f"the relay refused to join the room: {reason}"
+                failure.append(error_type(message))
             elif exc.code not in (1000, 1001):
                 self.emit("on_error", exc)
         except _LeaveRoom as exc:

@@ -23,6 +23,11 @@ class SharedDocument:
     Local edits are taken with :meth:`take_local` and, once sent, recorded with
     :meth:`record_local`. Updates from others go through :meth:`receive_update`,
     which puts them in key order; full syncs through :meth:`receive_sync`.
+
+    The ``senderTime`` of a local update is at least :meth:`next_time`, later
+    than every update this member has seen (a hybrid logical clock). So every
+    member orders an update after the updates its sender built it on, even when
+    the sender's clock runs behind or both were sent in the same millisecond.
     """
 
     def __init__(
@@ -33,6 +38,7 @@ class SharedDocument:
     ) -> None:
         self._tracker = strategy.track(document)
         self.log = UpdateLog(self._tracker.apply, window_per_user, self._tracker.revert)
+        self.latest_time = 0
 
     @property
     def document(self) -> dict[str, Any]:
@@ -44,8 +50,13 @@ class SharedDocument:
         """Return the local edits made since the last call."""
         return self._tracker.take_changes()
 
+    def next_time(self) -> int:
+        """Return the earliest ``senderTime`` a local update may have."""
+        return self.latest_time + 1
+
     def record_local(self, key: UpdateKey, changes: list[Change]) -> None:
         """Record local edits that were sent under ``key``."""
+        self.latest_time = max(self.latest_time, key[0])
         self.log.add_applied(key, changes)
 
     def receive_update(self, data: dict[str, Any]) -> bool:
@@ -65,7 +76,9 @@ class SharedDocument:
             raise MessageError(f"state update {identifier} has no stateDelta list")
         for index, change in enumerate(changes):
             validate_change(change, index)
-        return self.log.insert(update_key(data, identifier), changes)
+        key = update_key(data, identifier)
+        self.latest_time = max(self.latest_time, key[0])
+        return self.log.insert(key, changes)
 
     def receive_sync(self, data: dict[str, Any]) -> None:
         """Replace the document with a ``_SS`` full sync, then re-apply later updates.
@@ -81,7 +94,9 @@ class SharedDocument:
             raise MessageError(
                 f"full sync state is a {type(state).__name__}, not an object"
             )
-        later = self.log.drop_through(update_key(data, ""))
+        key = update_key(data, "")
+        self.latest_time = max(self.latest_time, key[0])
+        later = self.log.drop_through(key)
         self._tracker.replace(state)
         for key, changes in later:
             try:

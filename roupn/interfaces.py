@@ -20,9 +20,11 @@ __all__ = [
     "Connection",
     "DiffStrategy",
     "DocumentTracker",
+    "EncodingConnection",
     "HttpRequest",
     "HttpResponse",
     "Identity",
+    "KeepaliveConnection",
     "MessageContext",
     "MessageHeader",
     "PeerKeys",
@@ -314,6 +316,61 @@ class Connection(Protocol):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with a close code and reason, if still open."""
+        ...
+
+
+@runtime_checkable
+class EncodingConnection(Connection, Protocol):
+    """A connection that writes messages encoded once for many connections.
+
+    The relay encodes a frame that it sends to many members once per
+    ``wire_format`` and hands the same bytes to each of their connections, which
+    write several queued messages at once.
+    """
+
+    @property
+    def wire_format(self) -> str | None:
+        """A name equal for connections whose :meth:`encode` returns equal bytes.
+
+        None means this connection cannot share encoded messages, for example a
+        client, which masks each frame, or one with a compression extension. The
+        relay then uses :meth:`Connection.send`.
+        """
+        ...
+
+    def encode(self, message: str | bytes) -> bytes:
+        """Return the bytes that carry ``message`` on this connection."""
+        ...
+
+    async def send_encoded(self, messages: list[bytes]) -> None:
+        """Write messages that :meth:`encode` returned, in order.
+
+        Raises:
+            ConnectionClosedError: the connection is closed.
+        """
+        ...
+
+
+@runtime_checkable
+class KeepaliveConnection(Connection, Protocol):
+    """A connection that can ping its peer and records when the peer last sent a frame.
+
+    The relay pings a quiet member over such a connection and counts every frame
+    from it, pongs and other control frames included, as activity for its idle
+    timeout. Over a plain :class:`Connection`, only messages count.
+    """
+
+    @property
+    def last_activity(self) -> float:
+        """The ``time.monotonic()`` value when the last frame of any kind arrived."""
+        ...
+
+    async def ping(self) -> None:
+        """Send a ping frame; the peer's pong updates :attr:`last_activity`.
+
+        Raises:
+            ConnectionClosedError: the connection is closed or closing.
+        """
         ...
 
 

@@ -25,6 +25,7 @@ from .frames import decode_binary, encode_binary, split_segments, time_segment_b
 from .messages import CODE_ALPHABET, MessageType
 
 __all__ = [
+    "Broadcast",
     "Close",
     "JoinRefused",
     "Notice",
@@ -90,6 +91,14 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send the same ``frame`` to the socket of each user in ``user_ids``."""
+
+    user_ids: tuple[str, ...]
+    frame: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close the socket of ``user_id`` with a WebSocket close code and reason."""
 
@@ -106,7 +115,7 @@ class Notice:
     args: tuple[Any, ...]
 
 
-Action = Send | Close | Notice
+Action = Send | Broadcast | Close | Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,15 @@ def _raw(value: str | bytes) -> bytes:
     if isinstance(value, bytes):
         return value
     return b64decode(value, validate=True)
+
+
+def _others(room: Room, sender: str) -> tuple[str, ...]:
+    """Return the verified members of a room other than ``sender``, in join order."""
+    return tuple(
+        user_id
+        for user_id, verified in room.members.items()
+        if verified and user_id != sender
+    )
 
 
 def _hash_secret(secret: str) -> bytes:
@@ -193,6 +211,9 @@ class RelayState:
         self._clock = clock
         self.rooms: dict[str, Room] = {}
         self._room_of_user: dict[str, str] = {}
+        # The last T segment of each kind, with its time in milliseconds.
+        self._text_stamp: tuple[int, str] = (-1, "")
+        self._binary_stamp: tuple[int, bytes] = (-1, b"")
 
     # Frames the relay makes.
 
@@ -209,10 +230,17 @@ class RelayState:
         return self._forwarded(text) if timed else text
 
     def _forwarded(self, data: str | bytes) -> str | bytes:
+        # Many frames arrive within one millisecond, so each T segment is built
+        # once per millisecond.
+        now = self._now_ms()
         if isinstance(data, bytes):
-            return time_segment_binary(self._now_ms()) + data
-        now = b64encode(str(self._now_ms()).encode("ascii")).decode("ascii")
-        return f"T:{now}|{data}"
+            if self._binary_stamp[0] != now:
+                self._binary_stamp = (now, time_segment_binary(now))
+            return self._binary_stamp[1] + data
+        if self._text_stamp[0] != now:
+            encoded = b64encode(str(now).encode("ascii")).decode("ascii")
+            self._text_stamp = (now, f"T:{encoded}|")
+        return self._text_stamp[1] + data
 
     # Rooms.
 
@@ -492,8 +520,7 @@ class RelayState:
         if not room.members.get(sender):
             logger.warning("< room frame from unverified user %s; dropped", sender)
             return []
-        frame = self._forwarded(text)
-        return [Send(other, frame) for other in room.verified_ids if other != sender]
+        return [Broadcast(_others(room, sender), self._forwarded(text))]
 
     def _route_control(
         self, room: Room, sender: str, encoded: str | bytes, text: str | bytes
@@ -535,9 +562,7 @@ class RelayState:
         self, room: Room, sender: str, target: str, frame: str | bytes
     ) -> list[Action]:
         """Forward a stamped ``_UV`` frame to the others, then mark ``target``."""
-        actions: list[Action] = [
-            Send(other, frame) for other in room.verified_ids if other != sender
-        ]
+        actions: list[Action] = [Broadcast(_others(room, sender), frame)]
         room.members[target] = True
         room.pending_since.pop(target, None)
         actions.append(Notice("on_user_verified", (room.code, target)))

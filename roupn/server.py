@@ -9,11 +9,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .backplane import Backplane, BackplaneOptions, RoomLink
 from .errors import (
@@ -24,7 +23,13 @@ from .errors import (
     StateError,
 )
 from .events import EventEmitter
-from .interfaces import Connection, HttpRequest, HttpResponse, Serializer
+from .interfaces import (
+    Connection,
+    HttpRequest,
+    HttpResponse,
+    KeepaliveConnection,
+    Serializer,
+)
 from .limits import ConnectionLimiter, RateLimiter, client_host
 from .metrics import RelayMetrics, make_relay_metrics
 from .operations import (
@@ -33,10 +38,12 @@ from .operations import (
     listen_function,
     metrics_response,
 )
+from .outbox import CLOSE_TIMEOUT, DEFAULT_MAX_SEND_BUFFER, Outbox
 from .plugins import BackendKind, get_registry
 from .relay import (
     POLICY_VIOLATION,
     Action,
+    Broadcast,
     Close,
     JoinRefused,
     Notice,
@@ -84,10 +91,26 @@ class RoomInfo:
         )
 
 
+_CAN_PING: dict[type, bool] = {}
+
+
+def can_ping(connection: Connection) -> bool:
+    """Return whether ``connection`` is a :class:`KeepaliveConnection`.
+
+    The result is cached per class, because checking a runtime protocol reads
+    every one of its attributes.
+    """
+    kind = type(connection)
+    result = _CAN_PING.get(kind)
+    if result is None:
+        result = _CAN_PING[kind] = isinstance(connection, KeepaliveConnection)
+    return result
+
+
 @dataclass(slots=True)
 class _Peer:
     connection: Connection
-    outbox: MemoryObjectSendStream[str | bytes | tuple[int, str]]
+    outbox: Outbox
     cancel_scope: anyio.CancelScope
 
 
@@ -115,14 +138,22 @@ class ServerConnector(EventEmitter):
       ``rate_limited``.
     - ``verification_timeout``: a joiner not verified in time is closed with 1008
       ``verification_timeout``.
-    - ``idle_timeout``: a socket that sends no message for this long is closed
-      with 1008 ``idle_timeout``. NOTE: WebSocket pings do not count, so a member
-      that only listens in a quiet room is closed too.
+    - ``idle_timeout``: a socket that sends nothing for this long is closed with
+      1008 ``idle_timeout``. Over WebSockets, the relay pings a socket that has
+      been quiet for half of it, and every frame counts, pongs included, so a
+      member that only listens stays. Over transports that cannot ping (the
+      in-process memory transport), only messages count.
     - ``max_pending_per_room``: joiners waiting for verification in one room; one
       more is closed with 1013 ``too_many_pending``.
     - ``allowed_origins``: the ``Origin`` values browsers may connect from; a
       create-room request or upgrade with another ``Origin`` gets HTTP 403.
       Requests without the header (clients other than browsers) pass.
+    - ``max_send_buffer``: bytes the relay holds for one member that reads too
+      slowly (frames queued plus the write in progress, after the operating
+      system's socket buffer is full); a member that falls further behind is
+      closed with 1013 ``too_slow``, and the others keep their rate. The
+      relay's memory for send buffers is at most about ``max_connections``
+      times this.
 
     ``limits_clock`` returns the monotonic time in seconds that the rate limits
     count with; tests replace it.
@@ -163,7 +194,7 @@ class ServerConnector(EventEmitter):
         max_users_per_room: int = 50,
         unclaimed_room_timeout: float = 60.0,
         max_frame_size: int = 1_000_000,
-        send_queue_size: int = 1024,
+        max_send_buffer: int | None = DEFAULT_MAX_SEND_BUFFER,
         cors_origin: str | None = "*",
         max_rooms: int | None = 10_000,
         max_connections: int | None = 10_000,
@@ -193,7 +224,12 @@ class ServerConnector(EventEmitter):
         self.listen = listen
         self.create_room_endpoint = create_room_endpoint
         self.join_room_endpoint = join_room_endpoint
-        self.send_queue_size = send_queue_size
+        if max_send_buffer is not None and max_send_buffer < 1:
+            raise ValueError(
+                "max_send_buffer must be at least 1 byte or None, "
+                f"not {max_send_buffer}"
+            )
+        self.max_send_buffer = max_send_buffer
         self.cors_origin = cors_origin
         if idle_timeout is not None and not idle_timeout > 0:
             raise ValueError(
@@ -264,6 +300,8 @@ class ServerConnector(EventEmitter):
         self._peers: dict[str, _Peer] = {}
         self._room_link: RoomLink | None = None
         self._wait_writable: Callable[[], Awaitable[None]] | None = None
+        self._last_frame: str | bytes | None = None
+        self._last_encoded: dict[str, bytes] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._exit_stack: AsyncExitStack | None = None
 
@@ -350,7 +388,10 @@ class ServerConnector(EventEmitter):
 
     def _run(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if type(action) is Broadcast:
+                for user_id in action.user_ids:
+                    self._deliver(user_id, action.frame)
+            elif type(action) is Send:
                 self._deliver(action.user_id, action.frame)
             elif isinstance(action, Close):
                 self._close(action.user_id, action.code, action.reason)
@@ -361,35 +402,40 @@ class ServerConnector(EventEmitter):
         peer = self._peers.get(user_id)
         if peer is None:
             return
-        try:
-            peer.outbox.send_nowait(frame)
+        # The encodings of the last frame are kept, so a frame that goes to many
+        # members is encoded once per wire format.
+        if frame is not self._last_frame:
+            self._last_frame = frame
+            self._last_encoded = {}
+        if peer.outbox.put(frame, self._last_encoded):
             self.metrics.frames_sent(1, len(frame))
-        except anyio.WouldBlock:
-            self.metrics.slow_consumer_dropped()
-            logger.warning(
-                "user %s fell %d frames behind; disconnecting",
-                user_id,
-                self.send_queue_size,
-            )
-            self._run(self.state.leave(user_id, "too_slow", TRY_AGAIN_LATER))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+        else:
+            self._drop_slow(user_id, peer.outbox)
+
+    def _drop_slow(self, user_id: str, outbox: Outbox) -> None:
+        self.metrics.slow_consumer_dropped()
+        logger.warning(
+            "closing user %s: it reads too slowly, %d bytes wait to be sent to it "
+            "and the next frame would exceed the limit of %d bytes",
+            user_id,
+            outbox.buffered_bytes,
+            outbox.max_bytes,
+        )
+        self._run(self.state.leave(user_id, "too_slow", TRY_AGAIN_LATER))
 
     def _close(self, user_id: str, code: int, reason: str) -> None:
         peer = self._peers.pop(user_id, None)
         if peer is None:
             return
         self.metrics.socket_closed(reason)
-        try:
-            peer.outbox.send_nowait((code, reason))
-        except anyio.WouldBlock:
-            # The queue is full of frames no one will read, so skip them and close now.
-            peer.cancel_scope.cancel()
-            assert self._task_group is not None
-            self._task_group.start_soon(peer.connection.close, code, reason)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-        peer.outbox.close()
+        if not peer.outbox.overflowed:
+            peer.outbox.close(code, reason)
+            return
+        # The buffer is full of frames no one reads, so drop them and close now.
+        peer.outbox.discard()
+        peer.cancel_scope.cancel()
+        assert self._task_group is not None
+        self._task_group.start_soon(peer.connection.close, code, reason)
 
     def _log_rejection(self, address: str, message: str, *args: Any) -> None:
         """Log a rejected request at WARNING, or at DEBUG once an address repeats.
@@ -561,10 +607,8 @@ class ServerConnector(EventEmitter):
         connection: Connection,
         creator_secret: str | None,
     ) -> None:
-        send, receive = anyio.create_memory_object_stream[
-            str | bytes | tuple[int, str]
-        ](self.send_queue_size)
-        peer = _Peer(connection, send, anyio.CancelScope())
+        outbox = Outbox(connection, self.max_send_buffer)
+        peer = _Peer(connection, outbox, anyio.CancelScope())
 
         def admit(user_id: str) -> None:
             self._peers[user_id] = peer
@@ -572,8 +616,7 @@ class ServerConnector(EventEmitter):
         assert self._room_link is not None
         joined = await self._room_link.join(room_code, creator_secret, admit)
         if isinstance(joined, JoinRefused):
-            send.close()
-            receive.close()
+            outbox.discard()
             self.metrics.rejected(joined.reason)
             address = connection.remote_address
             self._log_rejection(address, "join from %s: %s", address, joined.reason)
@@ -585,28 +628,48 @@ class ServerConnector(EventEmitter):
             with peer.cancel_scope:
                 self._run(actions)
                 async with anyio.create_task_group() as group:
-                    group.start_soon(
-                        self._write, connection, receive, group.cancel_scope
-                    )
+                    group.start_soon(self._write, outbox, group.cancel_scope)
+                    if self.idle_timeout is not None and can_ping(connection):
+                        keepalive = cast(KeepaliveConnection, connection)
+                        group.start_soon(self._watch_idle, user_id, keepalive)
                     await self._read(user_id, connection)
                     group.cancel_scope.cancel()
         finally:
             # Ends the membership when the socket closed first; no-op after a kick.
             self._run(self.state.leave(user_id, reason="disconnected"))
             self._peers.pop(user_id, None)
-            send.close()
+            outbox.discard()
 
     async def _read(self, user_id: str, connection: Connection) -> None:
-        idle_timeout = self.idle_timeout if self.idle_timeout is not None else math.inf
+        # _watch_idle times out connections that can ping, so only the others
+        # need a deadline here.
+        idle_timeout = self.idle_timeout
+        if idle_timeout is None or can_ping(connection):
+            idle_timeout = math.inf
+        # One deadline covers many messages, so that no timer is set per message.
+        # When it passes, the socket is idle only if no message came since, and
+        # otherwise a new deadline counts from the last message. Message times
+        # come from time.monotonic, which is cheaper than anyio.current_time()
+        # and only measures durations here.
+        # NOTE: under a mock clock (trio's MockClock), a socket idles out only
+        # after idle_timeout seconds of real time.
+        last_message = time.monotonic()
+        wait = idle_timeout
         while True:
-            message: str | bytes | None = None
-            try:
-                with anyio.move_on_after(idle_timeout):
-                    message = await connection.receive()
-            except ConnectionClosedError as exc:
-                logger.debug("< user %s closed: %s", user_id, exc)
-                return
-            if message is None:
+            with anyio.move_on_after(wait):
+                try:
+                    while True:
+                        message = await connection.receive()
+                        last_message = time.monotonic()
+                        if not self._handle(user_id, message):
+                            return
+                        if self._wait_writable is not None:
+                            await self._wait_writable()
+                except ConnectionClosedError as exc:
+                    logger.debug("< user %s closed: %s", user_id, exc)
+                    return
+            wait = last_message + idle_timeout - time.monotonic()
+            if wait <= 0:
                 logger.info(
                     "closing user %s from %s: no message for %s s",
                     user_id,
@@ -615,34 +678,63 @@ class ServerConnector(EventEmitter):
                 )
                 self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
                 return
-            self.metrics.frame_received(len(message))
-            try:
-                actions = self.state.receive(user_id, message)
-            except Exception:
-                logger.exception("< frame from user %s could not be handled", user_id)
-                self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
-                return
-            self._run(actions)
-            if self._wait_writable is not None:
-                await self._wait_writable()
 
-    async def _write(
-        self,
-        connection: Connection,
-        outbox: MemoryObjectReceiveStream[str | bytes | tuple[int, str]],
-        scope: anyio.CancelScope,
-    ) -> None:
-        async with outbox:
-            async for item in outbox:
-                if isinstance(item, tuple):
-                    code, reason = item
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                        await connection.close(code, reason)
-                    break
-                try:
-                    await connection.send(item)
-                except ConnectionClosedError:
-                    break
+    def _handle(self, user_id: str, message: str | bytes) -> bool:
+        """Route one frame; return False if its sender must stop being read."""
+        self.metrics.frame_received(len(message))
+        try:
+            actions = self.state.receive(user_id, message)
+        except Exception:
+            logger.exception("< frame from user %s could not be handled", user_id)
+            self._run(self.state.leave(user_id, "internal_error", INTERNAL_ERROR))
+            return False
+        self._run(actions)
+        return True
+
+    async def _watch_idle(self, user_id: str, connection: KeepaliveConnection) -> None:
+        """Ping a member silent for half the idle timeout, and close it after all of it.
+
+        Any frame from the member resets the time, so the pong of a member that
+        only listens keeps it in the room.
+        """
+        assert self.idle_timeout is not None
+        timeout = self.idle_timeout
+        pinged_at = -math.inf
+        while True:
+            last_activity = connection.last_activity
+            idle = time.monotonic() - last_activity
+            if idle >= timeout:
+                logger.info(
+                    "closing user %s from %s: no frame for %s s",
+                    user_id,
+                    connection.remote_address,
+                    timeout,
+                )
+                self._run(self.state.leave(user_id, "idle_timeout", POLICY_VIOLATION))
+                return
+            if pinged_at > last_activity:
+                # Waiting for the pong.
+                await anyio.sleep(timeout - idle)
+            elif idle >= timeout / 2:
+                pinged_at = time.monotonic()
+                # A member that does not read can block the ping, so the wait for
+                # it ends with the timeout too.
+                with anyio.move_on_after(timeout - idle):
+                    try:
+                        await connection.ping()
+                    except ConnectionClosedError as exc:
+                        logger.debug("> ping to user %s failed: %s", user_id, exc)
+                        return
+            else:
+                await anyio.sleep(timeout / 2 - idle)
+
+    async def _write(self, outbox: Outbox, scope: anyio.CancelScope) -> None:
+        await outbox.run()
+        # The writer also stops when the member's close frame arrived. The reader
+        # then still has to send the reply, so it gets time to finish on its own.
+        # Cancelled at once, it sometimes lost that reply, and the member waited
+        # for its close timeout.
+        await anyio.sleep(CLOSE_TIMEOUT)
         scope.cancel()
 
     def leave_room(self, room_code: str, user_id: str) -> None:

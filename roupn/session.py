@@ -810,17 +810,21 @@ class RoomSession:
         return frame
 
     def seal_system_message(
-        self, message: dict[str, Any]
+        self, message: dict[str, Any], *, not_before: int = 0
     ) -> tuple[SendFrame, dict[str, Any]]:
         """Encrypt a room message that may use a reserved type, such as ``_SU``.
 
         Returns the frame and the message as sent, with ``sender`` and ``senderTime``.
+        ``senderTime`` is the current time in milliseconds, or ``not_before`` if
+        that is later, for a caller that keeps a logical clock.
         """
         if self.room_key is None or self.state is not ConnectionState.CONNECTED:
             raise StateError(
                 f"cannot send a room message while {self.state}: wait for CONNECTED"
             )
         stamped = self._stamp(message)
+        if stamped["senderTime"] < not_before:
+            stamped["senderTime"] = not_before
         plaintext = self.serializer.dumps(stamped)
         self._room_counter += 1
         context = self._context(self._room_counter)

@@ -28,6 +28,7 @@ from .errors import RoomError, RoomNotFoundError
 from .relay import (
     POLICY_VIOLATION,
     Action,
+    Broadcast,
     Close,
     JoinRefused,
     RelayState,
@@ -310,11 +311,12 @@ class SharedRelayState(RelayState):
                 return [Send(event.receiver, event.frame)]
             return []
         local = self.local
-        return [
-            Send(user_id, event.frame)
-            for user_id in room.verified_ids
-            if user_id != sender and user_id in local
-        ]
+        receivers = tuple(
+            user_id
+            for user_id, verified in room.members.items()
+            if verified and user_id != sender and user_id in local
+        )
+        return [Broadcast(receivers, event.frame)] if receivers else []
 
     def _drop_local(self) -> None:
         """Stop counting local users that are in no replica and not joining."""

@@ -177,7 +177,9 @@ class ClientSynchronizer(ClientConnector):
             "stateDelta": changes,
             "type": MessageType.STATE_UPDATE.value,
         }
-        sealed, sent = self._current().seal_system_message(update)
+        sealed, sent = self._current().seal_system_message(
+            update, not_before=self._document.next_time()
+        )
         key: UpdateKey = (int(sent["senderTime"]), str(sent["sender"]), identifier)
         self._document.record_local(key, changes)
         return identifier, sealed.frame

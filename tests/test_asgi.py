@@ -495,10 +495,10 @@ async def test_oversized_frames_closed_1009() -> None:
 
 async def test_stalled_reader_disconnected() -> None:
     """The ASGI server's send waits for a slow client, so the relay's queue fills."""
-    queue_size = 16
+    buffer_limit = 16 * 32_000
     leaves: list[str] = []
     async with relay_under_uvicorn(
-        send_queue_size=queue_size,
+        max_send_buffer=buffer_limit,
         on_user_leave=lambda code, user: leaves.append(user),
     ) as (app, url):
         ticket = app.connector.create_room()

@@ -277,13 +277,52 @@ async def test_unverified_joiner_timed_out() -> None:
 
 async def test_idle_socket_closed() -> None:
     async with running_relay(idle_timeout=0.3) as relay:
+        relay_events = EventRecorder(relay, TIMEOUT)
         ticket = relay.create_room()
         async with AsyncExitStack() as stack:
             creator, _ = await join_raw(stack, relay, creator_url(relay, ticket))
+            # A socket answers pings only while a task waits in receive(), so
+            # this one stays silent until the relay removes it.
+            await relay_events.wait_for("on_room_remove")
             closed = await close_of(creator)
             assert closed.code == 1008
             assert closed.reason == "idle_timeout"
         assert relay.get_room(ticket.room_code) is None
+
+
+async def test_listening_socket_kept_by_pongs() -> None:
+    # The relay pings after half the timeout, so the client has the other half,
+    # 0.5 s, to answer even on a busy machine.
+    async with running_relay(idle_timeout=1.0) as relay:
+        ticket = relay.create_room()
+        async with AsyncExitStack() as stack:
+            creator, creator_id = await join_raw(
+                stack, relay, creator_url(relay, ticket)
+            )
+            send, received = anyio.create_memory_object_stream[str | bytes](10)
+
+            async def listen() -> None:
+                while True:
+                    await send.send(await creator.receive())
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(listen)
+                activity = []
+                for _ in range(6):
+                    await anyio.sleep(0.5)
+                    activity.append(getattr(creator, "last_activity", None))
+                room = relay.get_room(ticket.room_code)
+                assert room is not None
+                assert room.users == (creator_id,)
+                assert received.statistics().current_buffer_used == 0
+                # Each ping from the relay moved the client's activity time.
+                assert len(set(activity)) > 1
+
+                _, joiner_id = await join_raw(stack, relay, joiner_url(relay, ticket))
+                with anyio.fail_after(TIMEOUT):
+                    announced = control_of(await received.receive())
+                assert announced == {"type": "_UJ", "userId": joiner_id}
+                group.cancel_scope.cancel()
 
 
 # Misbehaving members.
@@ -332,9 +371,9 @@ async def test_creator_secret_replay_refused() -> None:
 
 
 async def test_verified_flood_bounded() -> None:
-    queue_size = 64
+    buffer_limit = 256 * 1024
     frame_count = 800
-    async with running_relay(send_queue_size=queue_size) as relay:
+    async with running_relay(max_send_buffer=buffer_limit) as relay:
         ticket = relay.create_room()
         async with AsyncExitStack() as stack:
             creator, _ = await join_raw(stack, relay, creator_url(relay, ticket))
@@ -360,8 +399,7 @@ async def test_verified_flood_bounded() -> None:
                 nonlocal max_queued
                 for _ in range(100_000):
                     for peer in list(relay._peers.values()):
-                        used = peer.outbox.statistics().current_buffer_used
-                        max_queued = max(max_queued, used)
+                        max_queued = max(max_queued, peer.outbox.buffered_bytes)
                     await anyio.sleep(0.001)
 
             with anyio.fail_after(TIMEOUT):
@@ -378,7 +416,7 @@ async def test_verified_flood_bounded() -> None:
                     group.cancel_scope.cancel()
 
             assert received == {"creator": frame_count, "reader": frame_count}
-            assert 0 < max_queued <= queue_size
+            assert 0 < max_queued <= buffer_limit
             room = relay.get_room(ticket.room_code)
             assert room is not None
             # The member that never read fell behind and was disconnected.

@@ -24,7 +24,7 @@ from roupn_redis.link import RedisRoomLink
 from roupn.backplane import BackplaneOptions
 from roupn.errors import BackplaneError, RoomLimitError
 from roupn.frames import split_segments
-from roupn.relay import Action, Close, JoinRefused, Notice, Send
+from roupn.relay import Action, Broadcast, Close, JoinRefused, Notice, Send
 from roupn.server import create_server_connector
 from roupn.settings import Settings
 
@@ -45,22 +45,28 @@ class Node:
     def admit(self, user_id: str) -> None:
         self.admitted.append(user_id)
 
+    def frames_to(self, user_id: str) -> list[str]:
+        """Return the frames sent to ``user_id``, alone or in a broadcast."""
+        frames = []
+        for action in self.actions:
+            if isinstance(action, Send):
+                receivers: tuple[str, ...] = (action.user_id,)
+            elif isinstance(action, Broadcast):
+                receivers = action.user_ids
+            else:
+                continue
+            if user_id in receivers:
+                frames.append(str(action.frame))
+        return frames
+
     def sent_to(self, user_id: str) -> list[dict[str, Any]]:
         """Return the control messages sent to ``user_id``, decoded."""
         messages = []
-        for action in self.actions:
-            if isinstance(action, Send) and action.user_id == user_id:
-                segments = split_segments(str(action.frame))
-                if "S" in segments:
-                    messages.append(json.loads(b64decode(segments["S"])))
+        for frame in self.frames_to(user_id):
+            segments = split_segments(frame)
+            if "S" in segments:
+                messages.append(json.loads(b64decode(segments["S"])))
         return messages
-
-    def frames_to(self, user_id: str) -> list[str]:
-        return [
-            str(a.frame)
-            for a in self.actions
-            if isinstance(a, Send) and a.user_id == user_id
-        ]
 
     def closes_of(self, user_id: str) -> list[Close]:
         return [

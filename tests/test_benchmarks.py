@@ -142,6 +142,22 @@ def test_relay_delivers_every_sender_count(
         assert 0 < values["p50"] <= values["p99"]
 
 
+def test_relay_fanout_measured(smoke_run: tuple[int, str, dict[str, Any]]) -> None:
+    _, output, report = smoke_run
+    fanouts = {
+        m["backend"]: m
+        for m in measurements(report, "relay")
+        if m["benchmark"] == "fan-out"
+    }
+    assert set(fanouts) == {"roupn", "websockets broadcast()"}
+    for measurement in fanouts.values():
+        assert measurement["stats"]["median"] > 0
+        assert measurement["values"]["delivered"] > 0
+        assert measurement["params"]["senders"] == 4
+        assert measurement["params"]["receivers"] == 15
+    assert "\nrelay fan-out: " in output
+
+
 def test_relay_memory_measured(smoke_run: tuple[int, str, dict[str, Any]]) -> None:
     _, _, report = smoke_run
     if not Path("/proc/self/status").exists():

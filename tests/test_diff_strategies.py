@@ -20,16 +20,15 @@ from roupn.changes import (
     Change,
     apply_changes,
     copy_json,
-    diff,
     json_equal,
     revert_changes,
 )
-from roupn.errors import MessageError
+from roupn.conformance import DiffStrategyConformance
+from roupn.conformance.edits import edit_all
 from roupn.interfaces import DiffStrategy, DocumentTracker
 from roupn.plugins import BackendKind, get_registry
 
 STRATEGIES: list[DiffStrategy] = [SnapshotStrategy(), TrackedStrategy()]
-by_name = pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.name)
 
 START = {
     "todos": [{"text": "buy milk", "done": False}, {"text": "walk dog", "done": True}],
@@ -62,189 +61,16 @@ def test_strategies_registered() -> None:
         assert strategy.name == name
 
 
-@by_name
-def test_tracker_matches_protocol(strategy: DiffStrategy) -> None:
-    tracker: DocumentTracker = strategy.track(copy_json(START))
-    assert tracker.document == START
-    assert tracker.document is tracker.document
-    assert tracker.take_changes() == []
+class TestSnapshotStrategy(DiffStrategyConformance):
+    @pytest.fixture
+    def diff_strategy(self) -> DiffStrategy:
+        return SnapshotStrategy()
 
 
-@by_name
-def test_strategy_diff_applies(strategy: DiffStrategy) -> None:
-    new = {"todos": [{"text": "walk dog", "done": True}], "title": None}
-    changes = strategy.diff(START, new)
-    assert replayed(START, changes) == new
-
-
-@by_name
-def test_take_changes_starts_new_set(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    tracker.document["title"] = "groceries"
-    assert tracker.take_changes() == [
-        {"type": "set", "path": ["title"], "new": "groceries", "old": "list"}
-    ]
-    assert tracker.take_changes() == []
-    tracker.document["todos"][0]["done"] = True
-    assert tracker.take_changes() == [
-        {"type": "set", "path": ["todos", "0", "done"], "new": True, "old": False}
-    ]
-
-
-@by_name
-def test_apply_not_recorded(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    inverse = tracker.apply(
-        [
-            {"type": "set", "path": ["todos", "2"], "new": {"text": "x"}},
-            {"type": "delete", "path": ["todos", "0"]},
-            {"type": "set", "path": ["title"], "new": "remote", "old": "ignored"},
-        ]
-    )
-    assert tracker.take_changes() == []
-    assert tracker.document["title"] == "remote"
-    assert [t["text"] for t in tracker.document["todos"]] == ["walk dog", "x"]
-
-    tracker.apply(inverse)
-    assert json_equal(tracker.document, START)
-    assert tracker.take_changes() == []
-
-
-@by_name
-def test_apply_invalid_changes_nothing(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    with pytest.raises(
-        MessageError, match=r"change 1 \(set at path \['todos', '5'\]\)"
-    ):
-        tracker.apply(
-            [
-                {"type": "set", "path": ["title"], "new": "x"},
-                {"type": "set", "path": ["todos", "5"], "new": 1},
-            ]
-        )
-    assert json_equal(tracker.document, START)
-    tracker.document["title"] = "local"
-    assert tracker.take_changes() == [
-        {"type": "set", "path": ["title"], "new": "local", "old": "list"}
-    ]
-
-
-@by_name
-def test_apply_keeps_pending_changes(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    tracker.document["title"] = "local"
-    tracker.apply([{"type": "set", "path": ["meta", "count"], "new": 3}])
-    assert tracker.take_changes() == [
-        {"type": "set", "path": ["title"], "new": "local", "old": "list"}
-    ]
-
-
-@by_name
-def test_apply_rebases_pending_on_shift(strategy: DiffStrategy) -> None:
-    # A local edit of the second to-do, then another member removes the first:
-    # the edit must reach the others at the to-do's new index.
-    tracker = strategy.track(copy_json(START))
-    tracker.document["todos"][1]["done"] = False
-    remote = [{"type": "delete", "path": ["todos", "0"]}]
-    tracker.apply(remote)
-    assert tracker.document["todos"] == [{"text": "walk dog", "done": False}]
-
-    others = replayed(START, remote)
-    assert replayed(others, tracker.take_changes()) == tracker.document
-
-
-@by_name
-def test_apply_conflict_with_pending(strategy: DiffStrategy) -> None:
-    # The remote append fits the local document only because of a local append,
-    # so the others (without the local append) reject it. The next changes must
-    # bring them to this document anyway.
-    tracker = strategy.track(copy_json(START))
-    tracker.document["todos"].append({"text": "local"})
-    remote = [{"type": "set", "path": ["todos", "3"], "new": {"text": "remote"}}]
-    tracker.apply(remote)
-    texts = [t["text"] for t in tracker.document["todos"]]
-    assert texts == ["buy milk", "walk dog", "local", "remote"]
-
-    others = copy_json(START)
-    with pytest.raises(MessageError):
-        apply_changes(others, remote)
-    assert replayed(others, tracker.take_changes()) == tracker.document
-
-
-@by_name
-def test_revert_own_changes(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    tracker.document["todos"].pop(0)
-    tracker.document["meta"]["count"] = 1
-    changes = tracker.take_changes()
-    tracker.revert(changes)
-    assert json_equal(tracker.document, START)
-    assert tracker.take_changes() == []
-
-
-@by_name
-def test_revert_keeps_pending_changes(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    tracker.document["todos"].pop(0)
-    sent = tracker.take_changes()
-    tracker.document["todos"][0]["done"] = False
-    tracker.revert(sent)
-    assert tracker.document["todos"] == [TODO_0, {"text": "walk dog", "done": False}]
-
-    # The others revert the sent changes too, so they hold START again.
-    assert replayed(START, tracker.take_changes()) == tracker.document
-
-
-@by_name
-def test_revert_invalid_changes_nothing(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    tracker.document["title"] = "local"
-    with pytest.raises(MessageError, match="cannot revert change 0"):
-        tracker.revert([{"type": "delete", "path": ["absent", "x"], "old": 1}])
-    assert tracker.document["title"] == "local"
-    assert tracker.take_changes() == [
-        {"type": "set", "path": ["title"], "new": "local", "old": "list"}
-    ]
-
-
-@by_name
-def test_replace_discards_pending(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    document = tracker.document
-    document["title"] = "local"
-    state = {"title": "synced", "todos": [{"text": "t"}]}
-    tracker.replace(state)
-    assert tracker.document is document
-    assert document == state
-    assert tracker.take_changes() == []
-
-    state["todos"][0]["text"] = "edited after replace"
-    assert document["todos"][0]["text"] == "t"
-    document["todos"][0]["text"] = "u"
-    assert tracker.take_changes() == [
-        {"type": "set", "path": ["todos", "0", "text"], "new": "u", "old": "t"}
-    ]
-
-
-@by_name
-def test_changes_share_nothing_with_document(strategy: DiffStrategy) -> None:
-    tracker = strategy.track(copy_json(START))
-    document = tracker.document
-    document["meta"]["tags"] = [{"a": 1}]
-    document["new"] = {"list": [1, 2]}
-    changes = tracker.take_changes()
-    text = json.dumps(changes)
-    document["meta"]["tags"][0]["a"] = 2
-    document["new"]["list"].append(3)
-    assert json.dumps(changes) == text
-
-
-@by_name
-def test_non_json_value_raises(strategy: DiffStrategy) -> None:
-    tracker = strategy.track({})
-    with pytest.raises(TypeError, match="not a JSON value"):
-        tracker.document["a"] = {"b": (1, 2)}
-        tracker.take_changes()
+class TestTrackedStrategy(DiffStrategyConformance):
+    @pytest.fixture
+    def diff_strategy(self) -> DiffStrategy:
+        return TrackedStrategy()
 
 
 def test_snapshot_tracks_given_dict() -> None:
@@ -729,224 +555,15 @@ PROPERTY_SETTINGS = settings(
 )
 
 documents = st.dictionaries(keys, json_values, max_size=4)
-small_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2, 2) | st.text(max_size=2),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(keys, children, max_size=3)
-    ),
-    max_leaves=5,
-)
-
-DICT_EDITS = [
-    "set",
-    "set_new",
-    "del",
-    "pop",
-    "popitem",
-    "clear",
-    "update",
-    "setdefault",
-    "ior",
-    "move",
-    "move_out",
-    "edit_removed",
-]
-LIST_EDITS = [
-    "set",
-    "set_negative",
-    "set_slice",
-    "set_extended_slice",
-    "del",
-    "del_slice",
-    "append",
-    "extend",
-    "iadd",
-    "imul",
-    "insert",
-    "pop",
-    "remove",
-    "clear",
-    "sort",
-    "reverse",
-    "move",
-    "move_out",
-]
 
 
-@dataclass
-class Edit:
-    """One random mutation, drawn once and then made on several documents."""
+def is_plain(tracker: DocumentTracker) -> bool:
+    """Whether edits must copy values they move within the tracker's document.
 
-    path: list[Any]
-    action: str
-    arguments: tuple[Any, ...]
-
-
-def containers(value: Any, path: list[Any]) -> list[list[Any]]:
-    """Return the paths of every dict and list in ``value``, itself first."""
-    found = [path]
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    for key, child in items:
-        if isinstance(child, dict | list):
-            found.extend(containers(child, [*path, key]))
-    return found
-
-
-def resolve(document: Any, path: list[Any]) -> Any:
-    for key in path:
-        document = document[key]
-    return document
-
-
-def draw_edit(data: st.DataObject, document: dict[str, Any]) -> Edit:
-    paths = containers(document, [])
-    path = data.draw(st.sampled_from(paths))
-    container = resolve(document, path)
-    value = data.draw(small_values)
-    source = data.draw(st.sampled_from(paths))
-    if isinstance(container, dict):
-        action = data.draw(st.sampled_from(DICT_EDITS))
-        existing = sorted(container)
-        key = data.draw(st.sampled_from(existing)) if existing else data.draw(keys)
-        if action == "set_new" or not existing:
-            key = data.draw(keys)
-        if (
-            action in ("del", "pop", "popitem", "move_out", "edit_removed")
-            and not existing
-        ):
-            action = "set"
-        return Edit(path, action, (key, value, source, data.draw(keys)))
-
-    action = data.draw(st.sampled_from(LIST_EDITS))
-    length = len(container)
-    if length == 0 and action in (
-        "set",
-        "set_negative",
-        "del",
-        "pop",
-        "remove",
-        "move",
-        "move_out",
-    ):
-        action = "append"
-    index = data.draw(st.integers(0, max(length - 1, 0)))
-    start = data.draw(st.integers(-length - 1, length + 1))
-    stop = data.draw(st.integers(-length - 1, length + 1))
-    step = data.draw(st.sampled_from([2, -1, -2]))
-    values = data.draw(st.lists(small_values, max_size=3))
-    count = data.draw(st.integers(0, 2))
-    return Edit(path, action, (index, value, source, start, stop, step, values, count))
-
-
-def make_edit(document: dict[str, Any], edit: Edit, plain: bool) -> None:
-    """Make ``edit`` on ``document``.
-
-    On a plain document, values taken from the document are deep-copied first:
-    a tracked document copies them itself, and a plain one would otherwise hold
-    one container in two places.
+    A tracked document copies a container put back into it itself, so the
+    random edits move containers there without copying, to test that.
     """
-    container = resolve(document, edit.path)
-    action = edit.action
-    # Each document gets its own copy of the drawn values.
-    arguments = copy.deepcopy(edit.arguments)
-
-    def fresh(value: Any) -> Any:
-        return copy.deepcopy(value) if plain else value
-
-    if isinstance(container, dict):
-        key, value, source, other_key = arguments
-        if action in ("set", "set_new"):
-            container[key] = value
-        elif action == "del":
-            del container[key]
-        elif action == "pop":
-            container.pop(key)
-        elif action == "popitem":
-            container.popitem()
-        elif action == "clear":
-            container.clear()
-        elif action == "update":
-            container.update({key: value}, **{other_key + "_": copy.deepcopy(value)})
-        elif action == "setdefault":
-            container.setdefault(key, value)
-        elif action == "ior":
-            container |= {key: value}
-        elif action == "move":
-            container[key] = fresh(resolve(document, source))
-        elif action == "move_out":
-            removed = container.pop(key)
-            container[other_key] = removed
-        elif action == "edit_removed":
-            removed = container.pop(key)
-            if isinstance(removed, dict):
-                removed["z"] = 1
-            elif isinstance(removed, list):
-                removed.append(1)
-        return
-
-    index, value, source, start, stop, step, values, count = arguments
-    length = len(container)
-    if action == "set":
-        container[index] = value
-    elif action == "set_negative":
-        container[index - length] = value
-    elif action == "set_slice":
-        container[start:stop] = values
-    elif action == "set_extended_slice":
-        positions = range(*slice(start, stop, step).indices(length))
-        container[start:stop:step] = [copy.deepcopy(value) for _ in positions]
-    elif action == "del":
-        del container[index]
-    elif action == "del_slice":
-        del container[start:stop:step]
-    elif action == "append":
-        container.append(value)
-    elif action == "extend":
-        container.extend(values)
-    elif action == "iadd":
-        container += values
-    elif action == "imul":
-        if plain:
-            copies = [copy.deepcopy(list(container)) for _ in range(max(count - 1, 0))]
-            if count <= 0:
-                container.clear()
-            for items in copies:
-                container.extend(items)
-        else:
-            container *= count
-    elif action == "insert":
-        container.insert(start, value)
-    elif action == "pop":
-        container.pop(index)
-    elif action == "remove":
-        container.remove(container[index])
-    elif action == "clear":
-        container.clear()
-    elif action == "sort":
-        container.sort(key=lambda item: json.dumps(item, sort_keys=True))
-    elif action == "reverse":
-        container.reverse()
-    elif action == "move":
-        container[index] = fresh(resolve(document, source))
-    elif action == "move_out":
-        removed = container.pop(index)
-        container.insert(start, removed)
-
-
-def edit_all(
-    data: st.DataObject, trackers: list[DocumentTracker], reference: dict[str, Any]
-) -> None:
-    """Make the same random edits on every tracker's document and on ``reference``."""
-    for _ in range(data.draw(st.integers(1, 8))):
-        drawn = draw_edit(data, reference)
-        make_edit(reference, drawn, plain=True)
-        for tracker in trackers:
-            make_edit(
-                tracker.document,
-                drawn,
-                plain=not isinstance(tracker.document, TrackedDict),
-            )
-            assert json_equal(tracker.document, reference), drawn
+    return not isinstance(tracker.document, TrackedDict)
 
 
 @PROPERTY_SETTINGS
@@ -956,7 +573,7 @@ def test_strategies_agree_on_edits(start: dict[str, Any], data: st.DataObject) -
     reference = copy_json(start)
     state = copy_json(start)
     for _ in range(2):
-        edit_all(data, trackers, reference)
+        edit_all(data, trackers, reference, is_plain)
         for tracker in trackers:
             assert json_equal(tracker.document, reference)
 
@@ -977,7 +594,7 @@ def test_changes_replay_on_other_tracker(
     for strategy in STRATEGIES:
         tracker = strategy.track(copy_json(start))
         reference = copy_json(start)
-        edit_all(data, [tracker], reference)
+        edit_all(data, [tracker], reference, is_plain)
         changes = tracker.take_changes()
         text = json.dumps(changes)
 
@@ -991,82 +608,5 @@ def test_changes_replay_on_other_tracker(
             assert other.take_changes() == []
 
         # Later edits must not reach into the changes already taken.
-        edit_all(data, [tracker], reference)
+        edit_all(data, [tracker], reference, is_plain)
         assert json.dumps(changes) == text
-
-
-@PROPERTY_SETTINGS
-@given(start=documents, data=st.data())
-def test_apply_inverse_undoes_exactly(
-    start: dict[str, Any], data: st.DataObject
-) -> None:
-    target = data.draw(documents)
-    changes = diff(start, target)
-    for strategy in STRATEGIES:
-        tracker = strategy.track(copy_json(start))
-        inverse = tracker.apply(changes)
-        assert json_equal(tracker.document, target)
-        tracker.apply(inverse)
-        assert json_equal(tracker.document, start)
-        assert tracker.take_changes() == []
-
-
-@PROPERTY_SETTINGS
-@given(start=documents, data=st.data())
-def test_remote_changes_between_edits(
-    start: dict[str, Any], data: st.DataObject
-) -> None:
-    # Others hold ``start``; this member edits, then applies another member's
-    # changes before taking its own. The taken changes must bring the others,
-    # who applied the same remote changes (or rejected them), to this document.
-    remote_target = copy_json(start)
-    edit_all(data, [], remote_target)
-    remote = diff(start, remote_target)
-    for strategy in STRATEGIES:
-        tracker = strategy.track(copy_json(start))
-        reference = copy_json(start)
-        edit_all(data, [tracker], reference)
-        try:
-            tracker.apply(remote)
-        except MessageError:
-            assert json_equal(tracker.document, reference)
-            continue
-        others = copy_json(start)
-        try:
-            apply_changes(others, remote)
-        except MessageError:
-            others = copy_json(start)
-        assert json_equal(replayed(others, tracker.take_changes()), tracker.document)
-
-
-@PROPERTY_SETTINGS
-@given(start=documents, data=st.data())
-def test_revert_sent_with_pending(start: dict[str, Any], data: st.DataObject) -> None:
-    # Undoing changes already sent, with newer edits waiting: the waiting
-    # changes must bring the others, who undo the same sent changes, to this
-    # document.
-    for strategy in STRATEGIES:
-        tracker = strategy.track(copy_json(start))
-        reference = copy_json(start)
-        edit_all(data, [tracker], reference)
-        sent = tracker.take_changes()
-        edit_all(data, [tracker], reference)
-        try:
-            tracker.revert(sent)
-        except MessageError:
-            assert json_equal(tracker.document, reference)
-            continue
-        assert json_equal(replayed(start, tracker.take_changes()), tracker.document)
-
-
-@PROPERTY_SETTINGS
-@given(start=documents, target=documents)
-def test_replace_then_edit(start: dict[str, Any], target: dict[str, Any]) -> None:
-    for strategy in STRATEGIES:
-        tracker = strategy.track(copy_json(start))
-        tracker.document["pending"] = 1
-        tracker.replace(target)
-        assert json_equal(tracker.document, target)
-        assert tracker.take_changes() == []
-        tracker.document["after"] = [1]
-        assert replayed(target, tracker.take_changes()) == tracker.document

@@ -10,6 +10,7 @@ from test_session import Room
 
 import roupn
 from roupn import Settings
+from roupn.conformance import CipherSuiteConformance
 from roupn.errors import (
     DecryptionError,
     ProfileError,
@@ -17,7 +18,7 @@ from roupn.errors import (
     VerificationError,
 )
 from roupn.frames import Frame, decode_binary
-from roupn.interfaces import MessageContext
+from roupn.interfaces import CipherSuite, MessageContext
 from roupn.testing import EventRecorder
 
 NATIVE = Settings.native()
@@ -344,3 +345,12 @@ async def test_hostile_relay_over_memory(mode: str) -> None:
             assert isinstance(error, ReplayError)
             received = [args[0].data["n"] for args in bob_events.of("on_message")]
             assert received == expected
+
+
+# The cipher suite conformance tests.
+
+
+class TestNaclConformance(CipherSuiteConformance):
+    @pytest.fixture
+    def cipher_suite(self) -> CipherSuite:
+        return NATIVE.load_cipher_suite()

@@ -337,7 +337,7 @@ async def test_metrics_port_serves_operations_only() -> None:
 
 async def test_metrics_count_slow_consumer() -> None:
     transport = SETTINGS.load_transport()
-    async with running_relay(send_queue_size=1) as server:
+    async with running_relay(max_send_buffer=1) as server:
         ticket = (await get(server, "/create-room")).json()
         code = ticket["roomCode"]
         creator_url = (
@@ -345,8 +345,8 @@ async def test_metrics_count_slow_consumer() -> None:
         )
         async with transport.connect(creator_url) as creator_socket:
             await Member(creator_socket).receive()
-            # A writer that waits already takes the first frame, so the second or
-            # the third finds the queue of one frame full and closes the room.
+            # The first frame fills the buffer of one byte, so the second one
+            # overflows it before the writer runs, and the relay closes the room.
             for _ in range(3):
                 if server.get_room(code) is None:
                     break

@@ -12,7 +12,7 @@ import pytest
 
 from roupn.frames import decode_text, split_segments
 from roupn.messages import CODE_ALPHABET
-from roupn.relay import Close, JoinRefused, Notice, RelayState, Send
+from roupn.relay import Broadcast, Close, JoinRefused, Notice, RelayState, Send
 
 
 class FakeClock:
@@ -63,6 +63,9 @@ def sends(actions: list[Any]) -> dict[str, list[str]]:
     for action in actions:
         if isinstance(action, Send):
             out.setdefault(action.user_id, []).append(action.frame)
+        elif isinstance(action, Broadcast):
+            for user_id in action.user_ids:
+                out.setdefault(user_id, []).append(action.frame)
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from roupn.errors import DecryptionError, ProtocolError, VerificationError
 from roupn.frames import Frame, decode_binary, decode_text, encode_binary, encode_text
 from roupn.messages import ConnectionState
-from roupn.relay import Close, JoinRefused, RelayState, Send
+from roupn.relay import Broadcast, Close, JoinRefused, RelayState, Send
 from roupn.session import (
     CheckData,
     Leave,
@@ -90,6 +90,8 @@ class Room:
         for action in actions:
             if isinstance(action, Send):
                 self.inbox.append((action.user_id, action.frame))
+            elif isinstance(action, Broadcast):
+                self.inbox.extend((user, action.frame) for user in action.user_ids)
             elif isinstance(action, Close):
                 self.closed[action.user_id] = (action.code, action.reason)
                 self.sessions.pop(action.user_id, None)

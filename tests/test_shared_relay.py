@@ -10,7 +10,7 @@ import pytest
 
 from roupn.errors import RoomError, RoomNotFoundError
 from roupn.frames import split_segments
-from roupn.relay import Action, Close, Notice, Send
+from roupn.relay import Action, Broadcast, Close, Notice, Send
 from roupn.shared_relay import (
     CloseRoom,
     Event,
@@ -61,7 +61,14 @@ def control(message: dict[str, Any]) -> str:
 
 
 def sends(actions: list[Action]) -> dict[str, str | bytes]:
-    return {a.user_id: a.frame for a in actions if isinstance(a, Send)}
+    """Return the frame each user gets, from Send and Broadcast actions."""
+    frames: dict[str, str | bytes] = {}
+    for action in actions:
+        if isinstance(action, Send):
+            frames[action.user_id] = action.frame
+        elif isinstance(action, Broadcast):
+            frames.update(dict.fromkeys(action.user_ids, action.frame))
+    return frames
 
 
 def test_snapshot_keeps_join_order() -> None:
@@ -120,7 +127,7 @@ def test_frame_event_reaches_local_only() -> None:
     state = make_state()
     frame = "T:MQ==|I:aXY=|E:Y2lwaGVy"
     actions = state.apply(CODE, Event("frame", user_id=REMOTE, frame=frame))
-    assert actions == [Send(CREATOR, frame)]
+    assert actions == [Broadcast((CREATOR,), frame)]
     # A frame from someone who already left is dropped.
     assert state.apply(CODE, Event("frame", user_id="gone", frame=frame)) == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from base64 import b64decode
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -364,3 +365,70 @@ async def test_todo_list_over_websockets(diff_strategy: str) -> None:
 def has_all_edits(state: dict[str, Any]) -> bool:
     texts = sorted(todo["text"] for todo in state.get("todos", []))
     return texts == ["bread", "milk"] and state.get("title") == "weekend groceries"
+
+
+def test_reply_ordered_after_update_from_future() -> None:
+    """An update built on another one sorts after it, whatever the two clocks say."""
+    strategy = Settings().load_diff_strategy()
+    ahead = SharedDocument(strategy, {"status": "draft"})
+    behind = SharedDocument(strategy, {"status": "draft"})
+
+    ahead.document["status"] = "review"
+    first_changes = ahead.take_local()
+    first = {"sender": "b-ahead", "senderTime": 5_000, "stateDelta": first_changes}
+    ahead.record_local((5_000, "b-ahead", "u1"), first_changes)
+    assert behind.receive_update({**first, "identifier": "u1"})
+
+    # The second member's clock reads 1,000 ms, far behind the first one's.
+    behind.document["status"] = "done"
+    second_changes = behind.take_local()
+    second_time = max(1_000, behind.next_time())
+    assert second_time > 5_000
+    behind.record_local((second_time, "a-behind", "u2"), second_changes)
+    second = {"sender": "a-behind", "senderTime": second_time}
+    assert ahead.receive_update(
+        {**second, "identifier": "u2", "stateDelta": second_changes}
+    )
+
+    assert ahead.document == {"status": "done"}
+    assert behind.document == {"status": "done"}
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("quick_keys")
+async def test_reply_to_fast_clock_sent_later() -> None:
+    settings = Settings(transport="memory")
+    async with roupn.create_server_connector(
+        host="test", port=0, settings=settings
+    ) as relay:
+        options = {
+            "server_url": relay.url,
+            "settings": settings,
+            "synchronisation_interval": None,
+        }
+        alice = roupn.create_client_synchronizer(options, None, {"status": "draft"})
+        bob = roupn.create_client_synchronizer(options)
+        async with alice, bob:
+            alice_events = EventRecorder(alice, TIMEOUT)
+            bob_events = EventRecorder(bob, TIMEOUT)
+            code = await alice.create_room()
+            await bob.join_room(code)
+            (shown,) = await bob_events.wait_for("on_user_verification_code")
+            await alice_events.wait_for("on_user_verification_code")
+            assert bob.user_id is not None
+            assert await alice.verify_user(bob.user_id, shown["code"])
+            await bob_events.wait_for("on_state_change")
+
+            # Alice's clock runs a minute ahead of Bob's.
+            session = alice._current()
+            session._clock = lambda: time.time() + 60
+            alice.public_state["status"] = "review"
+            await alice.send_update()
+            await bob_events.wait_for_count("on_state_change", 2)
+            assert bob.public_state == {"status": "review"}
+
+            bob.public_state["status"] = "done"
+            await bob.send_update()
+            await alice_events.wait_for("on_state_change")
+            assert alice.public_state == {"status": "done"}
+            assert bob.public_state == {"status": "done"}

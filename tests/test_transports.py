@@ -12,9 +12,6 @@ import json
 import socket
 import ssl
 import time
-import urllib.parse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +31,11 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 import roupn
+from roupn.conformance import TransportConformance
+from roupn.conformance.transports import EchoApplication as ConformanceEchoApplication
+from roupn.conformance.transports import host_and_port, serving
 from roupn.errors import ConnectionClosedError
-from roupn.interfaces import Connection, HttpRequest, HttpResponse, Transport
+from roupn.interfaces import Connection, HttpRequest, Transport
 from roupn.plugins import BackendKind
 
 pytestmark = pytest.mark.anyio
@@ -46,62 +46,21 @@ HOST = "127.0.0.1"
 TIMEOUT = 15
 
 
-class EchoApplication:
-    """Echoes each message back on its socket, except on these paths.
+class EchoApplication(ConformanceEchoApplication):
+    """The conformance tests' echo application, plus ``/flood``.
 
-    ``/close`` closes at once with 1008, ``/burst`` sends three messages and closes
-    with 1000, ``/flood`` sends until the client stops reading and then closes,
-    ``/crash`` raises, and ``/forbidden`` is rejected with 403.
+    ``/flood`` sends until the client stops reading and then closes with 1008.
     """
 
     def __init__(self) -> None:
-        self.requests: list[HttpRequest] = []
-        self.socket_requests: list[HttpRequest] = []
-        self.closed: list[ConnectionClosedError] = []
-        self.socket_ended = anyio.Event()
+        super().__init__()
         self.close_seconds: float | None = None
 
-    async def handle_http(self, request: HttpRequest) -> HttpResponse:
-        self.requests.append(request)
-        if request.path == "/crash":
-            raise RuntimeError("handle_http fails on purpose")
-        body = json.dumps({"path": request.path, "query": request.query}).encode()
-        headers = [("Content-Type", "application/json"), ("X-Echo", "yes")]
-        return HttpResponse(200, body, headers)
-
-    def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:
-        if request.path == "/forbidden":
-            return HttpResponse(403, b"room is closed")
-        return None
-
-    async def handle_socket(self, request: HttpRequest, connection: Connection) -> None:
-        self.socket_requests.append(request)
-        try:
-            await self._serve(request, connection)
-        finally:
-            self.socket_ended.set()
-
     async def _serve(self, request: HttpRequest, connection: Connection) -> None:
-        if request.path == "/close":
-            await connection.close(1008, "room_not_found")
-            return
-        if request.path == "/burst":
-            for number in range(3):
-                await connection.send(f"message {number}")
-            await connection.close(1000, "done")
-            return
-        if request.path == "/crash":
-            raise RuntimeError("handle_socket fails on purpose")
         if request.path == "/flood":
             await self._flood(connection)
             return
-        while True:
-            try:
-                message = await connection.receive()
-            except ConnectionClosedError as exc:
-                self.closed.append(exc)
-                return
-            await connection.send(message)
+        await super()._serve(request, connection)
 
     async def _flood(self, connection: Connection) -> None:
         async def send_forever() -> None:
@@ -133,24 +92,6 @@ def make_transport(name: str, **options: Any) -> Transport:
     return WebsocketsTransport(**options)
 
 
-@asynccontextmanager
-async def serving(
-    transport: Transport, application: EchoApplication, host: str = HOST
-) -> AsyncIterator[str]:
-    """Run a relay in the background and yield its base URL."""
-    async with anyio.create_task_group() as task_group:
-        url: str = await task_group.start(transport.serve, application, host, 0)
-        yield url
-        task_group.cancel_scope.cancel()
-
-
-def host_and_port(url: str) -> tuple[str, int]:
-    split = urllib.parse.urlsplit(url)
-    assert split.hostname is not None
-    assert split.port is not None
-    return split.hostname, split.port
-
-
 def websocket_url(url: str) -> str:
     return "ws" + url.removeprefix("http")
 
@@ -172,7 +113,20 @@ async def raw_exchange(url: str, data: bytes) -> bytes:
         return await read_until_eof(stream)
 
 
-# Behaviour shared by both transports.
+# Behaviour shared by both transports: the conformance tests, then options that
+# the Transport interface does not name.
+
+
+class TestMemoryTransport(TransportConformance):
+    @pytest.fixture
+    def transport(self) -> Transport:
+        return make_transport("memory")
+
+
+class TestWebsocketsTransport(TransportConformance):
+    @pytest.fixture
+    def transport(self) -> Transport:
+        return make_transport("websockets")
 
 
 async def test_registry_loads_transport(transport_name: str) -> None:
@@ -180,145 +134,6 @@ async def test_registry_loads_transport(transport_name: str) -> None:
     assert transport.name == transport_name
     expected = MemoryTransport if transport_name == "memory" else WebsocketsTransport
     assert isinstance(transport, expected)
-
-
-async def test_serve_reports_bound_port(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with serving(transport, EchoApplication()) as url:
-            host, port = host_and_port(url)
-            assert host == HOST
-            assert port != 0
-            assert url.startswith(
-                "memory://" if transport_name == "memory" else "http://"
-            )
-
-
-async def test_http_get_returns_app_response(transport_name: str) -> None:
-    application = EchoApplication()
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with serving(transport, application) as url:
-            response = await transport.http_get(url + "/info?room=a&room=b&empty=")
-
-    assert response.status == 200
-    assert json.loads(response.body) == {
-        "path": "/info",
-        "query": {"room": "b", "empty": ""},
-    }
-    headers = {name.lower(): value for name, value in response.headers}
-    assert headers.get("x-echo") == "yes"
-    assert headers.get("content-type") == "application/json"
-    assert len(application.requests) == 1
-    assert application.requests[0].method == "GET"
-    assert application.requests[0].remote_address != ""
-
-
-async def test_http_get_handler_error_gives_500(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with serving(transport, EchoApplication()) as url:
-            failed = await transport.http_get(url + "/crash")
-            working = await transport.http_get(url + "/after")
-    assert failed.status == 500
-    assert working.status == 200
-
-
-async def test_echo_text_and_binary(transport_name: str) -> None:
-    application = EchoApplication()
-    transport = make_transport(transport_name)
-    messages: list[str | bytes] = [
-        "hello",
-        b"\x00\xff binary",
-        "",
-        b"",
-        "h\u00e9llo \u2713",
-        "x" * 100_000,
-        bytes(range(256)) * 400,
-    ]
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, application) as url,
-            transport.connect(url + "/echo?room=r1") as connection,
-        ):
-            for message in messages:
-                await connection.send(message)
-                echoed = await connection.receive()
-                assert type(echoed) is type(message)
-                assert echoed == message
-
-    request = application.socket_requests[0]
-    assert request.path == "/echo"
-    assert request.query == {"room": "r1"}
-    assert request.header("upgrade") == "websocket"
-
-
-async def test_rejected_upgrade_raises(transport_name: str) -> None:
-    application = EchoApplication()
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with serving(transport, application) as url:
-            with pytest.raises(ConnectionClosedError) as caught:
-                async with transport.connect(url + "/forbidden"):
-                    pass
-    assert "HTTP 403" in caught.value.reason
-    assert "room is closed" in caught.value.reason
-    assert application.socket_requests == []
-
-
-async def test_server_close_reaches_client(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, EchoApplication()) as url,
-            transport.connect(url + "/close") as connection,
-        ):
-            with pytest.raises(ConnectionClosedError) as caught:
-                await connection.receive()
-            with pytest.raises(ConnectionClosedError):
-                await connection.send("too late")
-    assert caught.value.code == 1008
-    assert caught.value.reason == "room_not_found"
-
-
-async def test_client_close_reaches_server(transport_name: str) -> None:
-    application = EchoApplication()
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, application) as url,
-            transport.connect(url + "/echo") as connection,
-        ):
-            await connection.send("ping")
-            assert await connection.receive() == "ping"
-            await connection.close(4000, "leaving")
-            with pytest.raises(ConnectionClosedError) as caught:
-                await connection.receive()
-            with pytest.raises(ConnectionClosedError):
-                await connection.send("too late")
-            await application.socket_ended.wait()
-
-    assert caught.value.code == 4000
-    assert len(application.closed) == 1
-    assert application.closed[0].code == 4000
-    assert application.closed[0].reason == "leaving"
-
-
-async def test_messages_before_close_arrive(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    received: list[str | bytes] = []
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, EchoApplication()) as url,
-            transport.connect(url + "/burst") as connection,
-        ):
-            await anyio.sleep(0.2)
-            with pytest.raises(ConnectionClosedError) as caught:
-                while True:
-                    received.append(await connection.receive())
-    assert received == ["message 0", "message 1", "message 2"]
-    assert caught.value.code == 1000
-    assert caught.value.reason == "done"
 
 
 async def test_oversized_message_closes_1009(transport_name: str) -> None:
@@ -340,73 +155,6 @@ async def test_oversized_message_closes_1009(transport_name: str) -> None:
     assert application.closed[0].code == 1009
 
 
-async def test_handler_error_closes_1011(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, EchoApplication()) as url,
-            transport.connect(url + "/crash") as connection,
-        ):
-            with pytest.raises(ConnectionClosedError) as caught:
-                await connection.receive()
-            # The relay keeps serving after the failure.
-            async with transport.connect(url + "/echo") as connection:
-                await connection.send("still there")
-                assert await connection.receive() == "still there"
-    assert caught.value.code == 1011
-
-
-async def test_relay_shutdown_closes_1001(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    relay_scope = anyio.CancelScope()
-
-    async def run_relay(*, task_status: anyio.abc.TaskStatus[str]) -> None:
-        with relay_scope:
-            await transport.serve(EchoApplication(), HOST, 0, task_status=task_status)
-
-    with anyio.fail_after(TIMEOUT):
-        async with anyio.create_task_group() as task_group:
-            url: str = await task_group.start(run_relay)
-            async with transport.connect(url + "/echo") as connection:
-                await connection.send("ping")
-                assert await connection.receive() == "ping"
-                relay_scope.cancel()
-                with pytest.raises(ConnectionClosedError) as caught:
-                    await connection.receive()
-
-        with pytest.raises(ConnectionClosedError) as unreachable:
-            async with transport.connect(url + "/echo"):
-                pass
-        with pytest.raises(ConnectionClosedError):
-            await transport.http_get(url + "/info")
-
-    assert caught.value.code == 1001
-    assert unreachable.value.code == 1006
-
-
-async def test_close_wakes_pending_receive(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, EchoApplication()) as url,
-            transport.connect(url + "/echo") as connection,
-        ):
-            errors: list[ConnectionClosedError] = []
-
-            async def wait_for_message() -> None:
-                try:
-                    await connection.receive()
-                except ConnectionClosedError as exc:
-                    errors.append(exc)
-
-            async with anyio.create_task_group() as task_group:
-                task_group.start_soon(wait_for_message)
-                await anyio.sleep(0.1)
-                await connection.close(4003, "stop waiting")
-    assert len(errors) == 1
-    assert errors[0].code == 4003
-
-
 async def test_close_ends_send_to_stalled_peer(transport_name: str) -> None:
     application = EchoApplication()
     transport = make_transport(transport_name, close_timeout=0.5)
@@ -421,67 +169,6 @@ async def test_close_ends_send_to_stalled_peer(transport_name: str) -> None:
     assert len(application.closed) == 1
     assert application.close_seconds is not None
     assert application.close_seconds < 3
-
-
-async def test_serve_on_used_port_raises(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with serving(transport, EchoApplication()) as url:
-            _host, port = host_and_port(url)
-            with pytest.raises(OSError):
-                await transport.serve(EchoApplication(), HOST, port)
-
-
-async def test_close_rejects_invalid_code(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with anyio.fail_after(TIMEOUT):
-        async with (
-            serving(transport, EchoApplication()) as url,
-            transport.connect(url + "/echo") as connection,
-        ):
-            with pytest.raises(ValueError, match="close code 1006"):
-                await connection.close(1006)
-            with pytest.raises(ValueError, match="close reason"):
-                await connection.close(1000, "x" * 124)
-            await connection.send("still open")
-            assert await connection.receive() == "still open"
-
-
-async def test_connect_rejects_unknown_scheme(transport_name: str) -> None:
-    transport = make_transport(transport_name)
-    with pytest.raises(ValueError, match="ftp://"):
-        async with transport.connect("ftp://127.0.0.1:1/"):
-            pass
-
-
-async def test_many_concurrent_connections(transport_name: str) -> None:
-    application = EchoApplication()
-    transport = make_transport(transport_name)
-    echoed: dict[int, list[str | bytes]] = {}
-
-    async def client(url: str, number: int) -> None:
-        async with transport.connect(f"{url}/echo?client={number}") as connection:
-            replies: list[str | bytes] = []
-            for index in range(5):
-                await connection.send(f"{number}:{index}")
-                replies.append(await connection.receive())
-            await connection.send(number.to_bytes(2, "big"))
-            replies.append(await connection.receive())
-            echoed[number] = replies
-
-    with anyio.fail_after(TIMEOUT * 2):
-        async with (
-            serving(transport, application) as url,
-            anyio.create_task_group() as task_group,
-        ):
-            for number in range(50):
-                task_group.start_soon(client, url, number)
-
-    assert sorted(echoed) == list(range(50))
-    for number, replies in echoed.items():
-        expected = [f"{number}:{index}" for index in range(5)]
-        assert replies == [*expected, number.to_bytes(2, "big")]
-    assert len(application.socket_requests) == 50
 
 
 def ipv6_available() -> bool:

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from roupn_webcrypto import WebcryptoIdentity, WebcryptoPeer, WebcryptoSuite
 
+from roupn.conformance import CipherSuiteConformance
 from roupn.errors import CryptoError, DecryptionError
 from roupn.interfaces import CipherSuite
 from roupn.messages import CODE_ALPHABET
@@ -546,3 +547,12 @@ def test_direct_open_swapped_key_fails(
     mixed = {**first, "K": second["K"]}
     with pytest.raises(DecryptionError, match="failed authentication"):
         suite.open_direct(bob, alice_peer, mixed)
+
+
+# The cipher suite conformance tests.
+
+
+class TestWebcryptoConformance(CipherSuiteConformance):
+    @pytest.fixture
+    def cipher_suite(self) -> CipherSuite:
+        return WebcryptoSuite()

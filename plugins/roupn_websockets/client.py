@@ -207,11 +207,14 @@ async def http_get(url: str, options: ClientOptions) -> HttpResponse:
     """Make a GET request with httpx; ws and wss URLs map to http and https.
 
     Proxy settings from the environment are ignored, as :func:`connect` ignores
-    them too.
+    them too. The open timeout bounds the whole request, because httpx applies
+    its timeout to each read and write, which a relay that sends its response
+    one byte at a time would never reach.
 
     Raises:
         ValueError: the scheme is not http, https, ws or wss.
-        ConnectionClosedError: the relay could not be reached or sent no response.
+        ConnectionClosedError: the relay could not be reached or sent no complete
+            response within the open timeout.
     """
     split = urllib.parse.urlsplit(url)
     scheme = HTTP_SCHEMES.get(split.scheme.lower())
@@ -222,10 +225,15 @@ async def http_get(url: str, options: ClientOptions) -> HttpResponse:
     http_url = urllib.parse.urlunsplit(split._replace(scheme=scheme))
     verify: ssl.SSLContext | bool = options.ssl_context or True
     try:
-        async with httpx.AsyncClient(
-            verify=verify, timeout=options.open_timeout, trust_env=False
-        ) as client:
-            response = await client.get(http_url)
+        with anyio.fail_after(options.open_timeout):
+            async with httpx.AsyncClient(
+                verify=verify, timeout=options.open_timeout, trust_env=False
+            ) as client:
+                response = await client.get(http_url)
+    except TimeoutError:
+        raise ConnectionClosedError(
+            1006, f"cannot reach {url}: no response within {options.open_timeout} s"
+        ) from None
     except httpx.TransportError as exc:
         raise ConnectionClosedError(
             1006, f"cannot reach {url}: {describe(exc)}"

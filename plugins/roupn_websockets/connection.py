@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -13,7 +14,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol, State
+from websockets.protocol import Protocol, Side, State
 
 from roupn.errors import ConnectionClosedError
 from roupn.interfaces import check_close
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 # Maximum bytes taken from the stream per read. The protocol buffers partial frames.
 READ_SIZE = 65536
 
+# The wire format of server connections without extensions: unmasked frames, the
+# same bytes on every such connection.
+PLAIN_SERVER_FRAMES = "websocket-server"
+
 # Errors that mean the peer or the network dropped the byte stream.
 STREAM_ERRORS = (
     anyio.EndOfStream,
@@ -42,8 +47,12 @@ class WebsocketConnection:
     """One open WebSocket, client or server side, carrying text and binary messages.
 
     Only :meth:`receive` and :meth:`close` read from the stream, so the protocol
-    replies to pings and sees a peer's close frame only while a task waits in one
-    of them. Both sides of the protocol use this class.
+    replies to pings, records pongs and sees a peer's close frame only while a task
+    waits in one of them. Both sides of the protocol use this class.
+
+    A server connection without extensions is an
+    :class:`~roupn.interfaces.EncodingConnection`: a relay encodes a frame for
+    many members once, and writes each member's queued frames in one call.
     """
 
     def __init__(
@@ -61,11 +70,14 @@ class WebsocketConnection:
         self._messages: deque[str | bytes] = deque()
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
-        self._receive_lock = anyio.Lock()
-        self._send_lock = anyio.Lock()
+        # Uncontended locks are taken without yielding to other tasks, so that
+        # queued messages are handed out and written without a task switch each.
+        self._receive_lock = anyio.Lock(fast_acquire=True)
+        self._send_lock = anyio.Lock(fast_acquire=True)
         self._eof_received = False
         self._stream_closed = False
         self._closed_locally = False
+        self._last_activity = time.monotonic()
         # Scopes of the stream reads and writes in progress, which closing the
         # stream cancels. Some anyio releases (4.4 on asyncio) leave a write to a
         # closed socket waiting for buffer space.
@@ -75,6 +87,15 @@ class WebsocketConnection:
     def remote_address(self) -> str:
         """The peer's address as ``host:port``."""
         return self._remote_address
+
+    @property
+    def last_activity(self) -> float:
+        """The ``time.monotonic()`` value when the last frame of any kind arrived.
+
+        Pings, pongs and close frames count, as do messages. The time of the
+        opening handshake stands in until the first frame arrives.
+        """
+        return self._last_activity
 
     @property
     def is_open(self) -> bool:
@@ -100,16 +121,60 @@ class WebsocketConnection:
         if self._stream_closed:
             raise self._closed_error()
 
+    @property
+    def wire_format(self) -> str | None:
+        """``websocket-server`` for a server connection without extensions, or None.
+
+        Clients mask each frame with a fresh key, and extensions such as
+        compression change the bytes, so those connections share no encodings.
+        """
+        if self._protocol.side is Side.SERVER and not self._protocol.extensions:
+            return PLAIN_SERVER_FRAMES
+        return None
+
+    def encode(self, message: str | bytes) -> bytes:
+        """Return the unmasked frame for ``message``: text for ``str``, else binary.
+
+        The bytes are valid on every connection with the same :attr:`wire_format`.
+        """
+        if isinstance(message, str):
+            frame = Frame(Opcode.TEXT, message.encode("utf-8"))
+        else:
+            frame = Frame(Opcode.BINARY, bytes(message))
+        return frame.serialize(mask=False)
+
+    async def send_encoded(self, messages: list[bytes]) -> None:
+        """Write frames from :meth:`encode` in one write, after pending replies.
+
+        Only connections whose :attr:`wire_format` is not None may take them.
+
+        Raises:
+            ConnectionClosedError: the connection is closed or closing.
+        """
+        async with self._send_lock:
+            if not self.is_open:
+                raise self._closed_error()
+            # Replies the protocol queued (pongs) go first, as they came first.
+            await self._flush_locked()
+            data = messages[0] if len(messages) == 1 else b"".join(messages)
+            await self._write_locked(data)
+        if self._stream_closed:
+            raise self._closed_error()
+
     async def receive(self) -> str | bytes:
         """Wait for the next text or binary message.
 
         Messages that arrived before the peer's close frame are returned first.
+        A message that is already queued is returned without yielding to other
+        tasks, so a reader handles all messages of one chunk in a row.
 
         Raises:
             ConnectionClosedError: the connection closed. The error has the close
                 code and reason from the close frame, or 1006 if the stream
                 dropped without one.
         """
+        if self._messages and not self._closed_locally:
+            return self._messages.popleft()
         async with self._receive_lock:
             while True:
                 if self._closed_locally:
@@ -119,6 +184,20 @@ class WebsocketConnection:
                 if self._protocol.state is State.CLOSED:
                     raise self._closed_error()
                 await self._read_once()
+
+    async def ping(self) -> None:
+        """Send a ping frame; the peer's pong updates :attr:`last_activity`.
+
+        Raises:
+            ConnectionClosedError: the connection is closed or closing.
+        """
+        async with self._send_lock:
+            if not self.is_open:
+                raise self._closed_error()
+            self._protocol.send_ping(b"")
+            await self._flush_locked()
+        if self._stream_closed:
+            raise self._closed_error()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame, wait for the peer's reply, then close the stream.
@@ -221,7 +300,10 @@ class WebsocketConnection:
 
         if data:
             self._protocol.receive_data(data)
-            self.handle_events(self._protocol.events_received())
+            events = self._protocol.events_received()
+            if events:
+                self._last_activity = time.monotonic()
+            self.handle_events(events)
         else:
             # End of stream, a dropped stream and a timeout all end the protocol.
             self._feed_eof()
@@ -233,20 +315,26 @@ class WebsocketConnection:
         for chunk in self._protocol.data_to_send():
             if self._stream_closed:
                 return
-            with anyio.CancelScope() as scope:
-                self._stream_waits.add(scope)
-                try:
-                    if chunk:
-                        await self._stream.send(chunk)
-                    else:
-                        await self._send_eof()
-                except STREAM_ERRORS as exc:
-                    logger.info("lost %s while writing: %r", self._remote_address, exc)
-                    await self._close_stream()
-                finally:
-                    self._stream_waits.discard(scope)
-            if self._stream_closed:
-                self._feed_eof()
+            await self._write_locked(chunk)
+
+    async def _write_locked(self, chunk: bytes) -> None:
+        """Write bytes to the stream, or half-close it for an empty chunk."""
+        if self._stream_closed:
+            return
+        with anyio.CancelScope() as scope:
+            self._stream_waits.add(scope)
+            try:
+                if chunk:
+                    await self._stream.send(chunk)
+                else:
+                    await self._send_eof()
+            except STREAM_ERRORS as exc:
+                logger.info("lost %s while writing: %r", self._remote_address, exc)
+                await self._close_stream()
+            finally:
+                self._stream_waits.discard(scope)
+        if self._stream_closed:
+            self._feed_eof()
 
     async def _send_eof(self) -> None:
         if isinstance(self._stream, TLSStream):

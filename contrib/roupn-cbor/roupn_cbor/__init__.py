@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -25,6 +26,9 @@ class CborSerializer:
         self._cbor2 = cbor2
 
     def dumps(self, message: Any) -> bytes:
+        # cbor2 6.3 crashes the interpreter (a C stack overflow) on nesting some
+        # thousands deep, so the depth is checked before encoding.
+        _check_json_like(message)
         try:
             data: bytes = self._cbor2.dumps(message)
         except (
@@ -37,8 +41,9 @@ class CborSerializer:
         return data
 
     def loads(self, data: bytes) -> Any:
+        stream = io.BytesIO(data)
         try:
-            message = self._cbor2.loads(data)
+            message = self._cbor2.CBORDecoder(stream).decode()
         except (
             self._cbor2.CBORDecodeError,
             ValueError,
@@ -46,12 +51,17 @@ class CborSerializer:
             RecursionError,
         ) as exc:
             raise MessageError(f"message is not valid CBOR: {exc}") from None
+        extra = len(data) - stream.tell()
+        if extra:
+            raise MessageError(
+                f"message has {extra} bytes after its CBOR value; send one value"
+            )
         _check_json_like(message)
         return message
 
 
 def _check_json_like(value: Any, depth: int = 0) -> None:
-    """Reject CBOR values that JSON cannot hold, such as bytes, tags or int keys."""
+    """Reject values that JSON cannot hold, such as bytes, tags or int keys."""
     if depth > 200:
         raise MessageError("message nests arrays or maps too deeply")
     if isinstance(value, dict):
@@ -61,7 +71,7 @@ def _check_json_like(value: Any, depth: int = 0) -> None:
                     f"message has a map key of type {type(key).__name__}"
                 )
             _check_json_like(item, depth + 1)
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):
         for item in value:
             _check_json_like(item, depth + 1)
     elif not (value is None or isinstance(value, str | int | float | bool)):
