@@ -113,7 +113,7 @@ class RedisRoomLink:
             observe_latency=observe_latency,
         )
         self.nodes = NodeMonitor(
-            client, self.keys, self.node_id, options, self.writer, self._drop_held_rooms
+            client, self.keys, self.node_id, options, self.writer, self._on_key_lost
         )
         self.wait_writable: Callable[[], Awaitable[None]] | None = (
             self.writer.wait_writable
@@ -382,6 +382,7 @@ class RedisRoomLink:
             except REDIS_ERRORS as exc:
                 self._listen_failures.failed(exc)
                 self._drop_all_rooms()
+                self._drop_idle_connections()
                 await anyio.sleep(self.options.heartbeat_interval)
                 continue
             if self._listen_failures.failing:
@@ -408,6 +409,25 @@ class RedisRoomLink:
         """Close the local members of every room: their events may have been lost."""
         for room_code in list(self._watches):
             self._drop_room(room_code)
+
+    def _on_key_lost(self) -> None:
+        self._drop_held_rooms()
+        self._drop_idle_connections()
+
+    def _drop_idle_connections(self) -> None:
+        """Close the pool's idle connections, which may predate a Redis restart.
+
+        A command on such a connection fails and is retried on a new one inside
+        redis-py. NOTE: once, a join right after a Redis restart was closed with
+        1001 because a cancellation reached its socket handler; closing these
+        connections made it go away in the runs since, but the cause is not known.
+        """
+        assert self._task_group is not None
+        self._task_group.start_soon(self._disconnect_idle)
+
+    async def _disconnect_idle(self) -> None:
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     def _drop_held_rooms(self) -> None:
         """Close the local members of every room that has some.
