@@ -316,9 +316,9 @@ class RedisRoomLink:
 
         NOTE: a join soon after a Redis restart is sometimes closed with 1001
         because a cancellation reaches its socket handler (3 times in about 50
-        runs of the Redis restart test). The cause is not found. One suspect is the pub/sub
-        connection, which this task and the listener share while redis-py
-        reconnects it.
+        runs of the Redis restart test). The cause is not found. One suspect is
+        the pub/sub connection, which this task and the listener share while
+        redis-py reconnects it.
 
         Raises:
             TimeoutError: Redis did not confirm the subscription in time.
