@@ -238,7 +238,7 @@ class Flood:
 
 
 async def flood_room(
-    base_url: str,
+    base_url: str | list[str],
     request_room: RoomRequest,
     open_link: LinkOpener,
     config: dict[str, Any],
@@ -320,9 +320,12 @@ def _report(message: dict[str, Any]) -> None:
 
 async def _main(config: dict[str, Any]) -> None:
     url: str = config["url"]
-    host = urllib.parse.urlsplit(url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"relay URL {url!r} is not on the loopback interface")
+    # Relays sharing rooms through a backplane: members spread over all of them.
+    urls: list[str] = config.get("urls") or [url]
+    for each in urls:
+        host = urllib.parse.urlsplit(each).hostname
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"relay URL {each!r} is not on the loopback interface")
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read_lines, args=(lines,), daemon=True).start()
     with anyio.fail_after(config["time_limit"]):
@@ -331,7 +334,7 @@ async def _main(config: dict[str, Any]) -> None:
             async def request_room() -> dict[str, Any]:
                 return await request_room_over_http(url)
 
-            await flood_room(url, request_room, open_websocket, config, _report)
+            await flood_room(urls, request_room, open_websocket, config, _report)
         elif config["mode"] == "idle":
             await hold_idle_sockets(url, config, _report, lines)
         else:

@@ -13,7 +13,7 @@ import inspect
 import json
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -226,7 +226,7 @@ class LinkPool:
 
 async def join_room(
     pool: LinkPool,
-    base_url: str,
+    base_url: str | Sequence[str],
     request_room: RoomRequest,
     size: int,
 ) -> list[Member]:
@@ -234,14 +234,17 @@ async def join_room(
 
     The creator verifies each joiner once the relay admitted it, as a creator
     reading codes one by one would, so few joiners wait for verification at once.
-    The links stay open until ``pool`` closes.
+    The links stay open until ``pool`` closes. Given several relay URLs, as for
+    relays that share rooms through a backplane, member ``i`` joins through URL
+    ``i`` modulo their number.
     """
+    base_urls = [base_url] if isinstance(base_url, str) else list(base_url)
     ticket = await request_room()
     room_code = ticket["roomCode"]
     members: list[Member] = []
     for index in range(size):
         secret = ticket["creatorSecret"] if index == 0 else None
-        url = _join_url(base_url, room_code, secret)
+        url = _join_url(base_urls[index % len(base_urls)], room_code, secret)
         link = await pool.open(url)
         member = Member(index, await _read_room_joined(link), link)
         members.append(member)

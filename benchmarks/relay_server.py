@@ -4,7 +4,8 @@ Run as ``python -m benchmarks.relay_server``, it prints one JSON line with the
 relay's URL and process id, then serves until SIGTERM or SIGINT arrives or
 ``--max-seconds`` pass, whichever comes first. The relay keeps its default limits
 but those per client address. It runs on uvloop when that is installed, as
-``roupn serve`` does.
+``roupn serve`` does. ``--backplane redis`` with ``--redis-url`` runs it on the
+Redis backplane, so that several of these processes share rooms.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 
 import anyio
 
+from roupn.backplane import DEFAULT_REDIS_URL, BackplaneOptions
 from roupn.server import create_server_connector
 
 __all__ = ["LOOPBACK", "main", "uvloop_installed"]
@@ -31,7 +33,9 @@ def uvloop_installed() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-async def _serve(max_seconds: float, max_users_per_room: int) -> None:
+async def _serve(
+    max_seconds: float, max_users_per_room: int, backplane: BackplaneOptions
+) -> None:
     server = create_server_connector(
         host=LOOPBACK,
         port=0,
@@ -42,6 +46,7 @@ async def _serve(max_seconds: float, max_users_per_room: int) -> None:
         max_connections_per_address=None,
         room_creations_per_minute=None,
         join_attempts_per_minute=None,
+        backplane=backplane,
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with server:
@@ -66,7 +71,25 @@ def main(argv: list[str] | None = None) -> int:
         default=50,
         help="cap on users in every room (default: 50)",
     )
+    parser.add_argument(
+        "--backplane",
+        default="memory",
+        help="where rooms live: memory or redis (default: memory)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help=f"Redis server of the redis backplane (default: {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--backplane-prefix",
+        default="roupn",
+        help="prefix of the backplane's Redis keys (default: roupn)",
+    )
     args = parser.parse_args(argv)
+    backplane = BackplaneOptions(
+        name=args.backplane, url=args.redis_url, key_prefix=args.backplane_prefix
+    )
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         _serve,
         args.max_seconds,
         args.max_users_per_room,
+        backplane,
         backend_options={"use_uvloop": uvloop_installed()},
     )
     return 0

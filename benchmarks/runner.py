@@ -21,7 +21,7 @@ from typing import Any
 
 import roupn
 
-from . import cipher, diff_adapter, relay, serializer
+from . import backplane, cipher, diff_adapter, relay, serializer
 from .budget import MODES, Budget
 from .report import describe_machine, render_recommendations, render_table
 from .results import FamilyResult, Recommendation
@@ -33,6 +33,7 @@ FAMILIES: dict[str, Callable[[Budget, Callable[[str], None]], FamilyResult]] = {
     cipher.NAME: cipher.run,
     serializer.NAME: serializer.run,
     relay.NAME: relay.run,
+    backplane.NAME: backplane.run,
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import anyio
 
 from . import __version__
+from .backplane import DEFAULT_REDIS_URL, BackplaneOptions
 from .errors import RoupnError
 from .outbox import DEFAULT_MAX_SEND_BUFFER
 from .plugins import get_registry
@@ -156,6 +157,60 @@ def _room_code(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _add_backplane_options(serve: argparse.ArgumentParser) -> None:
+    defaults = BackplaneOptions()
+    group = serve.add_argument_group(
+        "backplane (several relay processes sharing rooms)"
+    )
+    group.add_argument(
+        "--backplane",
+        default=defaults.name,
+        help="where rooms live, by backplane name: memory (this process) or "
+        "redis (shared by every relay on the same Redis; asyncio only) "
+        f"(default: {defaults.name})",
+    )
+    group.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help=f"Redis server of the redis backplane (default: {DEFAULT_REDIS_URL})",
+    )
+    group.add_argument(
+        "--backplane-prefix",
+        default=defaults.key_prefix,
+        help="prefix of the backplane's Redis keys and channels; relays share "
+        f"rooms only with the same prefix (default: {defaults.key_prefix})",
+    )
+    group.add_argument(
+        "--heartbeat-interval",
+        type=_positive_float,
+        default=defaults.heartbeat_interval,
+        help="seconds between a relay's heartbeats in the backplane "
+        f"(default: {defaults.heartbeat_interval:g})",
+    )
+    group.add_argument(
+        "--node-timeout",
+        type=_positive_float,
+        default=defaults.node_timeout,
+        help="seconds without a heartbeat after which the other relays remove a "
+        f"relay's members from their rooms (default: {defaults.node_timeout:g})",
+    )
+
+
+def backplane_options(args: argparse.Namespace) -> BackplaneOptions:
+    """Return the backplane options of parsed ``roupn serve`` arguments.
+
+    Raises:
+        ValueError: the heartbeat interval, node timeout or prefix is invalid.
+    """
+    return BackplaneOptions(
+        name=args.backplane,
+        url=args.redis_url,
+        key_prefix=args.backplane_prefix,
+        heartbeat_interval=args.heartbeat_interval,
+        node_timeout=args.node_timeout,
+    )
+
+
 def _display_name(text: str) -> str:
     from .chat import parse_name
 
@@ -270,6 +325,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_limit_options(serve)
     _add_operations_options(serve)
     _add_backend_options(serve)
+    _add_backplane_options(serve)
 
     demo = commands.add_parser(
         "demo", help="run a relay and two clients that verify each other and talk"
@@ -389,6 +445,7 @@ async def _serve(args: argparse.Namespace) -> None:
         idle_timeout=args.idle_timeout,
         max_pending_per_room=args.max_pending_per_room,
         allowed_origins=args.allowed_origins,
+        backplane=backplane_options(args),
         metrics=args.metrics,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
@@ -409,10 +466,7 @@ def _serve_workers(
     """Run ``args.workers`` relay processes on one port until stopped."""
     from . import workers
 
-    # NOTE: "memory" stands for rooms kept in one process until serve has a
-    # --backplane option.
-    backplane = getattr(args, "backplane", workers.LOCAL_BACKPLANE)
-    problem = workers.check_worker_options(args.workers, backplane)
+    problem = workers.check_worker_options(args.workers, args.backplane)
     if problem is not None:
         parser.error(problem)
     if args.metrics_port and args.metrics_port + args.workers - 1 > 65535:
@@ -447,6 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "serve":
+        try:
+            backplane_options(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
     workers = args.command == "serve" and (
         args.workers > 1 or args.worker_id is not None

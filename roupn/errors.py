@@ -5,7 +5,8 @@ Every error derives from :class:`RoupnError`::
     RoupnError
     ├── BackendError
     │   ├── UnknownBackendError
-    │   └── MissingDependencyError
+    │   ├── MissingDependencyError
+    │   └── BackplaneError
     ├── ProtocolError
     │   ├── ProfileError
     │   ├── ReplayError
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "BackplaneError",
     "ConnectionClosedError",
     "CryptoError",
     "DecryptionError",
@@ -85,6 +87,10 @@ class MissingDependencyError(BackendError, ImportError):
             f"the {kind} backend {name!r} needs the module {module!r}, "
             f"which is not installed: run {fix}"
         )
+
+
+class BackplaneError(BackendError):
+    """A backplane cannot start, or lost the store that it shares rooms through."""
 
 
 class ProtocolError(RoupnError):

@@ -40,3 +40,8 @@ def roupn_serializers() -> Iterable[Backend]:
 @hookspec
 def roupn_diff_strategies() -> Iterable[Backend]:
     """Return the diff strategies (shared document changes) this plugin provides."""
+
+
+@hookspec
+def roupn_backplanes() -> Iterable[Backend]:
+    """Return the backplanes (where a relay keeps its rooms) this plugin provides."""

@@ -35,6 +35,7 @@ class BackendKind(enum.Enum):
     CIPHER_SUITE = "cipher suite"
     SERIALIZER = "serializer"
     DIFF_STRATEGY = "diff strategy"
+    BACKPLANE = "backplane"
 
 
 _HOOKS = {
@@ -42,6 +43,7 @@ _HOOKS = {
     BackendKind.CIPHER_SUITE: "roupn_cipher_suites",
     BackendKind.SERIALIZER: "roupn_serializers",
     BackendKind.DIFF_STRATEGY: "roupn_diff_strategies",
+    BackendKind.BACKPLANE: "roupn_backplanes",
 }
 
 

@@ -330,11 +330,17 @@ class RelayState:
             return JoinRefused(TRY_AGAIN_LATER, "too_many_pending")
 
         user_id = room.creator_id if is_creator else str(uuid.uuid4())
+        return user_id, self._admit(room, user_id, is_creator, self._clock())
+
+    def _admit(
+        self, room: Room, user_id: str, is_creator: bool, joined_at: float
+    ) -> list[Action]:
+        """Add a member that passed the join checks; return the announcements."""
         if is_creator:
             room.creator_joined = True
         room.members[user_id] = is_creator
         if not is_creator:
-            room.pending_since[user_id] = self._clock()
+            room.pending_since[user_id] = joined_at
         self._room_of_user[user_id] = room.code
 
         joined = {
@@ -356,7 +362,7 @@ class RelayState:
         logger.info(
             "= user %s joined room (%s)", user_id, "creator" if is_creator else "joiner"
         )
-        return user_id, actions
+        return actions
 
     def leave(
         self, user_id: str, reason: str = "left", code: int = NORMAL_CLOSURE
@@ -370,9 +376,9 @@ class RelayState:
             return []
         actions = self._remove_member(room, user_id, reason, code)
         if user_id == room.creator_id:
-            actions.extend(self.remove_room(room.code, reason="creator_left"))
+            actions.extend(self._remove_room(room.code, reason="creator_left"))
         elif not room.members:
-            actions.extend(self.remove_room(room.code, reason="empty"))
+            actions.extend(self._remove_room(room.code, reason="empty"))
         return actions
 
     def _remove_member(
@@ -392,6 +398,9 @@ class RelayState:
 
     def remove_room(self, room_code: str, reason: str = "removed") -> list[Action]:
         """Remove every user of a room, then the room."""
+        return self._remove_room(room_code, reason)
+
+    def _remove_room(self, room_code: str, reason: str) -> list[Action]:
         room = self.rooms.get(room_code)
         if room is None:
             return []
@@ -412,7 +421,7 @@ class RelayState:
         for room in list(self.rooms.values()):
             if not room.creator_joined and room.created_at <= deadline:
                 actions.extend(
-                    self.remove_room(room.code, reason="creator_never_joined")
+                    self._remove_room(room.code, reason="creator_never_joined")
                 )
         return actions
 
@@ -545,15 +554,19 @@ class RelayState:
             if not isinstance(target, str) or target not in room.members:
                 logger.warning("< verification of an unknown user; ignored")
                 return []
-            actions: list[Action] = [
-                Broadcast(_others(room, sender), self._forwarded(text))
-            ]
-            room.members[target] = True
-            room.pending_since.pop(target, None)
-            actions.append(Notice("on_user_verified", (room.code, target)))
-            return actions
+            return self._verify(room, sender, target, self._forwarded(text))
         logger.warning("< unknown control message type %r from creator; ignored", kind)
         return []
+
+    def _verify(
+        self, room: Room, sender: str, target: str, frame: str | bytes
+    ) -> list[Action]:
+        """Forward a stamped ``_UV`` frame to the others, then mark ``target``."""
+        actions: list[Action] = [Broadcast(_others(room, sender), frame)]
+        room.members[target] = True
+        room.pending_since.pop(target, None)
+        actions.append(Notice("on_user_verified", (room.code, target)))
+        return actions
 
     # Messages the relay itself sends.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -14,7 +14,14 @@ from typing import Any, Self, cast
 import anyio
 import anyio.abc
 
-from .errors import ConnectionClosedError, RoomLimitError, RoomNotFoundError
+from .backplane import Backplane, BackplaneOptions, RoomLink
+from .errors import (
+    BackplaneError,
+    ConnectionClosedError,
+    RoomLimitError,
+    RoomNotFoundError,
+    StateError,
+)
 from .events import EventEmitter
 from .interfaces import (
     Connection,
@@ -32,6 +39,7 @@ from .operations import (
     metrics_response,
 )
 from .outbox import CLOSE_TIMEOUT, DEFAULT_MAX_SEND_BUFFER, Outbox
+from .plugins import BackendKind, get_registry
 from .relay import (
     POLICY_VIOLATION,
     Action,
@@ -164,6 +172,12 @@ class ServerConnector(EventEmitter):
     own (on ``metrics_host``, by default ``host``), which serves the health
     endpoint too. ``reuse_port`` lets several processes listen on one port
     (Linux ``SO_REUSEPORT``), for transports that support it.
+
+    ``backplane`` chooses where rooms live: ``"memory"`` (the default) keeps them
+    in this process, and ``BackplaneOptions(name="redis", url=...)`` shares them
+    with every relay process on the same Redis server. With a shared backplane,
+    the room methods and listeners of each process see the rooms in which that
+    process has members, and rooms are created with :meth:`create_room_async`.
     """
 
     def __init__(
@@ -192,6 +206,7 @@ class ServerConnector(EventEmitter):
         max_pending_per_room: int | None = 10,
         allowed_origins: list[str] | None = None,
         limits_clock: Callable[[], float] = time.monotonic,
+        backplane: str | BackplaneOptions = "memory",
         listen: bool = True,
         health_endpoint: str = "/healthz",
         metrics_endpoint: str = "/metrics",
@@ -249,7 +264,14 @@ class ServerConnector(EventEmitter):
         self.deserialize = deserialize or (serializer.loads if serializer else None)
         assert self.serialize is not None and self.deserialize is not None
 
-        self.state = RelayState(
+        if isinstance(backplane, str):
+            backplane = BackplaneOptions(name=backplane)
+        self.backplane_options = backplane
+        self._backplane: Backplane = get_registry().load(
+            BackendKind.BACKPLANE, backplane.name
+        )
+        self.state: RelayState = self._backplane.create_state(
+            backplane,
             dumps=self.serialize,
             loads=self.deserialize,
             max_users_per_room=max_users_per_room,
@@ -276,6 +298,8 @@ class ServerConnector(EventEmitter):
         )
         self.url: str | None = None
         self._peers: dict[str, _Peer] = {}
+        self._room_link: RoomLink | None = None
+        self._wait_writable: Callable[[], Awaitable[None]] | None = None
         self._last_frame: str | bytes | None = None
         self._last_encoded: dict[str, bytes] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -286,6 +310,16 @@ class ServerConnector(EventEmitter):
     async def __aenter__(self) -> Self:
         transport = self.settings.load_transport() if self.listen else None
         async with AsyncExitStack() as stack:
+            # Entered first, so that it closes after every socket has left.
+            self._room_link = await stack.enter_async_context(
+                self._backplane.connect(
+                    self.state,
+                    self.backplane_options,
+                    self._run,
+                    self.metrics.observe_backplane_latency,
+                )
+            )
+            self._wait_writable = self._room_link.wait_writable
             self._task_group = await stack.enter_async_context(
                 anyio.create_task_group()
             )
@@ -485,11 +519,16 @@ class ServerConnector(EventEmitter):
                 return self._json_response(400, {"error": message}, origin)
 
         try:
-            ticket = self.create_room(limit)
+            ticket = await self.create_room_async(limit)
         except RoomLimitError as exc:
             self.metrics.rejected("too_many_rooms")
             self._log_rejection(address, "create-room from %s: %s", address, exc)
             return self._json_response(429, {"error": str(exc)}, origin)
+        except BackplaneError as exc:
+            self.metrics.rejected("backplane_unavailable")
+            logger.error("create-room from %s failed: %s", address, exc)
+            message = "the relay cannot reach its room store; try again later"
+            return self._json_response(503, {"error": message}, origin)
         return self._json_response(200, ticket.to_message(), origin)
 
     def check_upgrade(self, request: HttpRequest) -> HttpResponse | None:
@@ -507,10 +546,29 @@ class ServerConnector(EventEmitter):
     def create_room(self, limit: int | None = None) -> RoomTicket:
         """Make a room; return the creator's secret and id and the room code.
 
+        Only the ``memory`` backplane creates rooms without waiting; use
+        :meth:`create_room_async` with any backplane.
+
         Raises:
             RoomLimitError: the relay already has ``max_rooms`` rooms.
+            RoomError: the backplane shares rooms between processes.
         """
         ticket = self.state.create_room(limit)
+        self.metrics.room_created()
+        return ticket
+
+    async def create_room_async(self, limit: int | None = None) -> RoomTicket:
+        """Make a room through the backplane; return the creator's ticket.
+
+        Raises:
+            RoomLimitError: the relay (or the cluster) already has ``max_rooms``
+                rooms.
+            BackplaneError: the backplane's store cannot be reached.
+            StateError: the relay is not running.
+        """
+        if self._room_link is None:
+            raise StateError("the relay is not running: use it in an async with block")
+        ticket = await self._room_link.create_room(limit)
         self.metrics.room_created()
         return ticket
 
@@ -549,8 +607,16 @@ class ServerConnector(EventEmitter):
         connection: Connection,
         creator_secret: str | None,
     ) -> None:
-        joined = self.state.join(room_code, creator_secret)
+        outbox = Outbox(connection, self.max_send_buffer)
+        peer = _Peer(connection, outbox, anyio.CancelScope())
+
+        def admit(user_id: str) -> None:
+            self._peers[user_id] = peer
+
+        assert self._room_link is not None
+        joined = await self._room_link.join(room_code, creator_secret, admit)
         if isinstance(joined, JoinRefused):
+            outbox.discard()
             self.metrics.rejected(joined.reason)
             address = connection.remote_address
             self._log_rejection(address, "join from %s: %s", address, joined.reason)
@@ -558,10 +624,8 @@ class ServerConnector(EventEmitter):
             return
         user_id, actions = joined
         self.metrics.user_joined()
-        outbox = Outbox(connection, self.max_send_buffer)
         try:
-            with anyio.CancelScope() as scope:
-                self._peers[user_id] = _Peer(connection, outbox, scope)
+            with peer.cancel_scope:
                 self._run(actions)
                 async with anyio.create_task_group() as group:
                     group.start_soon(self._write, outbox, group.cancel_scope)
@@ -599,6 +663,8 @@ class ServerConnector(EventEmitter):
                         last_message = time.monotonic()
                         if not self._handle(user_id, message):
                             return
+                        if self._wait_writable is not None:
+                            await self._wait_writable()
                 except ConnectionClosedError as exc:
                     logger.debug("< user %s closed: %s", user_id, exc)
                     return

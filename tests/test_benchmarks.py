@@ -9,6 +9,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from benchmarks import runner
 from roupn.cli import main as roupn_main
 from roupn.plugins import BackendKind, get_registry
 
-FAMILIES = ("diff", "cipher", "serializer", "relay")
+FAMILIES = ("diff", "cipher", "serializer", "relay", "backplane")
 PEERS = ("jsonpatch", "dictdiffer", "deepdiff")
 
 
@@ -55,9 +56,11 @@ def test_smoke_run_succeeds(smoke_run: tuple[int, str, dict[str, Any]]) -> None:
 def test_output_has_tables_and_advice(
     smoke_run: tuple[int, str, dict[str, Any]],
 ) -> None:
-    _, output, _ = smoke_run
+    _, output, report = smoke_run
     for family in FAMILIES:
         assert f"== {family}" in output
+        if not report["results"][family]["measurements"]:
+            continue  # skipped, like the backplane family without Redis
         assert f"\n{family}: " in output  # the family's table title
         assert f"[{family}] " in output  # its progress lines
     assert "Recommended backends for this machine" in output
@@ -225,3 +228,26 @@ def test_cli_bench_without_checkout(
     monkeypatch.setattr("roupn.cli.importlib.import_module", missing)
     assert roupn_main(["bench", "--smoke"]) == 1
     assert "benchmarks package was not found" in capsys.readouterr().err
+
+
+def test_backplane_measured_or_skipped(
+    smoke_run: tuple[int, str, dict[str, Any]],
+) -> None:
+    _, _, report = smoke_run
+    found = measurements(report, "backplane")
+    if not found:
+        (skip,) = report["results"]["backplane"]["skipped"]
+        assert "Redis" in skip["reason"]
+        if os.environ.get("ROUPN_REQUIRE_REDIS"):
+            pytest.fail(f"the backplane benchmark was skipped: {skip['reason']}")
+        return
+    runs = sorted((m["params"]["setup"], m["params"]["senders"]) for m in found)
+    assert runs == [
+        (setup, senders)
+        for setup in ("memory, 1 process", "redis, 1 process", "redis, 2 processes")
+        for senders in (1, 4)
+    ]
+    for measurement in found:
+        assert measurement["family"] == "backplane"
+        assert measurement["values"]["delivered"] > 0
+        assert 0 < measurement["values"]["p50"] <= measurement["values"]["p99"]

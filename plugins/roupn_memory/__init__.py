@@ -1,4 +1,4 @@
-"""The ``memory`` transport: relays and clients in one process, without sockets."""
+"""The ``memory`` transport and backplane: everything in one process, no sockets."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from roupn.hookspecs import hookimpl
 from roupn.plugins import Backend
 
+from .backplane import MemoryBackplane
 from .connection import MemoryConnection
 from .transport import MemoryTransport
 
-__all__ = ["MemoryConnection", "MemoryTransport"]
+__all__ = ["MemoryBackplane", "MemoryConnection", "MemoryTransport"]
 
 
 @hookimpl
@@ -20,5 +21,16 @@ def roupn_transports() -> Iterable[Backend]:
             "memory",
             "roupn_memory:MemoryTransport",
             summary="in-process connections without sockets, for tests and simulations",
+        )
+    ]
+
+
+@hookimpl
+def roupn_backplanes() -> Iterable[Backend]:
+    return [
+        Backend(
+            "memory",
+            "roupn_memory:MemoryBackplane",
+            summary="rooms live in one relay process (the default)",
         )
     ]
