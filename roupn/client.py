@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -28,7 +30,14 @@ from .errors import (
 )
 from .events import EventEmitter
 from .frames import Frame, decode_binary, decode_text, encode_binary, encode_text
-from .interfaces import CipherSuite, Connection, Identity, Serializer, Transport
+from .interfaces import (
+    CipherSuite,
+    Connection,
+    Identity,
+    KeepaliveConnection,
+    Serializer,
+    Transport,
+)
 from .messages import ConnectionState
 from .session import (
     CheckData,
@@ -80,6 +89,11 @@ class ClientConnector(EventEmitter):
     ``on_user_leave(user_id)``, ``on_user_verified(user_id)`` and
     ``on_user_verification_code({"userId", "code"})``. Listeners may be plain or
     async functions.
+
+    Over a transport that can ping (``websockets``), a relay that sends nothing for
+    ``keepalive_interval`` seconds is pinged, and one silent for twice that long
+    is taken as lost: the room is left with a ``ConnectionClosedError`` (code 1006)
+    reported through ``on_error``. None turns the pings off.
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class ClientConnector(EventEmitter):
         verification_code_length: int = 6,
         join_timeout: float = 30.0,
         max_frame_size: int = 1_000_000,
+        keepalive_interval: float | None = 20.0,
         **listeners: Callable[..., Any],
     ) -> None:
         super().__init__(CLIENT_EVENTS)
@@ -107,6 +122,12 @@ class ClientConnector(EventEmitter):
         self.verification_code_length = verification_code_length
         self.join_timeout = join_timeout
         self.max_frame_size = max_frame_size
+        if keepalive_interval is not None and not keepalive_interval > 0:
+            raise ValueError(
+                "keepalive_interval must be more than 0 seconds or None, "
+                f"not {keepalive_interval}"
+            )
+        self.keepalive_interval = keepalive_interval
 
         self._transport: Transport = self.settings.load_transport()
         self._suite: CipherSuite = self.settings.load_cipher_suite()
@@ -400,25 +421,86 @@ class ClientConnector(EventEmitter):
     ) -> None:
         async with self._transport.connect(url) as connection:
             self._connection = connection
+            silent: list[ConnectionClosedError] = []
+            keepalive = anyio.CancelScope()
+            with anyio.CancelScope() as reading:
+                if (
+                    self.keepalive_interval is not None
+                    and self._task_group is not None
+                    and isinstance(connection, KeepaliveConnection)
+                ):
+                    self._task_group.start_soon(
+                        self._keep_alive, connection, reading, keepalive, silent
+                    )
+                try:
+                    await self._receive_frames(session, connection, joined)
+                finally:
+                    keepalive.cancel()
+            if silent:
+                raise silent[0]
+
+    async def _keep_alive(
+        self,
+        connection: KeepaliveConnection,
+        reading: anyio.CancelScope,
+        scope: anyio.CancelScope,
+        silent: list[ConnectionClosedError],
+    ) -> None:
+        """Ping a quiet relay, and stop reading from one silent for too long."""
+        assert self.keepalive_interval is not None
+        interval = self.keepalive_interval
+        timeout = 2 * interval
+        pinged_at = -math.inf
+        with scope:
             while True:
-                message = await connection.receive()
-                try:
-                    frame = self._decode_frame(message)
-                except RoupnError as exc:
-                    self.emit("on_error", exc)
-                    continue
-                try:
-                    await self._handle(session.receive(frame))
-                except (_LeaveRoom, ConnectionClosedError):
-                    raise
-                except RoupnError as exc:
-                    self.emit("on_error", exc)
-                except Exception as exc:
-                    # A hostile peer must not end the session through a bug here.
-                    logger.exception("unexpected error handling a frame")
-                    self.emit("on_error", ProtocolError(f"invalid frame: {exc!r}"))
-                if session.user_id is not None and not joined.is_set():
-                    joined.set()
+                last_activity = connection.last_activity
+                idle = time.monotonic() - last_activity
+                if idle >= timeout:
+                    logger.warning("no frame from the relay for %g s", timeout)
+                    silent.append(
+                        ConnectionClosedError(
+                            1006, f"no frame from the relay for {timeout:g} s"
+                        )
+                    )
+                    reading.cancel()
+                    return
+                if pinged_at > last_activity:
+                    # Waiting for the pong.
+                    await anyio.sleep(timeout - idle)
+                elif idle >= interval:
+                    pinged_at = time.monotonic()
+                    # A relay that stopped reading can block the ping too.
+                    with anyio.move_on_after(timeout - idle):
+                        try:
+                            await connection.ping()
+                        except ConnectionClosedError:
+                            return
+                else:
+                    await anyio.sleep(interval - idle)
+
+    async def _receive_frames(
+        self, session: RoomSession, connection: Connection, joined: anyio.Event
+    ) -> None:
+        """Read and handle frames until the connection closes."""
+        while True:
+            message = await connection.receive()
+            try:
+                frame = self._decode_frame(message)
+            except RoupnError as exc:
+                self.emit("on_error", exc)
+                continue
+            try:
+                await self._handle(session.receive(frame))
+            except (_LeaveRoom, ConnectionClosedError):
+                raise
+            except RoupnError as exc:
+                self.emit("on_error", exc)
+            except Exception as exc:
+                # A hostile peer must not end the session through a bug here.
+                logger.exception("unexpected error handling a frame")
+                self.emit("on_error", ProtocolError(f"invalid frame: {exc!r}"))
+            if session.user_id is not None and not joined.is_set():
+                joined.set()
 
     def _decode_frame(self, message: str | bytes) -> Frame:
         if self._serializer.binary:

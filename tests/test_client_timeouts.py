@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import pytest
 from roupn_websockets import WebsocketsTransport
 
 import roupn
 from roupn.errors import ConnectionClosedError
+from roupn.testing import EventRecorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("quick_keys")]
 
@@ -128,3 +135,57 @@ async def test_connect_times_out_without_handshake() -> None:
                 async with transport.connect(url + "/join-room?code=ABCDEF"):
                     pass
     assert info.value.code == 1006
+
+
+def start_relay(port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "roupn", "serve", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@asynccontextmanager
+async def relay_process() -> AsyncIterator[tuple[str, subprocess.Popen[str]]]:
+    """Run ``roupn serve`` in a process of its own, on a free port of 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = start_relay(port)
+    try:
+        assert process.stderr is not None
+        with anyio.fail_after(20):
+            line = ""
+            while "relay listening" not in line:
+                line = await anyio.to_thread.run_sync(process.stderr.readline)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.usefixtures("quick_keys")
+async def test_stopped_relay_detected_by_pings() -> None:
+    async with (
+        relay_process() as (url, process),
+        roupn.create_client_connector(server_url=url, keepalive_interval=0.5) as client,
+    ):
+        events = EventRecorder(client, 30)
+        await client.create_room()
+        # Quiet for several intervals: the relay's pongs keep the room.
+        await anyio.sleep(1.5)
+        assert client.state is roupn.ConnectionState.CONNECTED
+
+        os.kill(process.pid, signal.SIGSTOP)
+        (info,) = await events.wait_for("on_room_leave")
+        assert info["reason"] == "no frame from the relay for 1 s"
+        ((error,),) = events.of("on_error")
+        assert isinstance(error, ConnectionClosedError)
+        assert error.code == 1006
+        assert client.state is roupn.ConnectionState.DISCONNECTED
+
+
+def test_keepalive_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="keepalive_interval must be more than 0"):
+        roupn.create_client_connector(keepalive_interval=0)
