@@ -1,15 +1,19 @@
 """The backplane family: one room on one relay process, and spread over two.
 
 A room of 16 members is flooded with 256-byte room messages, as in the relay
-family, in three setups: one relay process on the ``memory`` backplane, one
-relay process on the ``redis`` backplane, and two relay processes on the
-``redis`` backplane with the members joining them in turn (the creator and
-every other joiner through the first). Every relay runs in a process of its own
-(``benchmarks.relay_server``), the load generator in another
-(``benchmarks.relay_load``), and Redis in a ``redis-server`` of its own, all on
-127.0.0.1. Latencies run from the send to each receiver's read.
+family, in three setups:
 
-Redis comes from ``ROUPN_REDIS_URL`` when it is set; otherwise the family starts
+- one relay process on the ``memory`` backplane,
+- one relay process on the ``redis`` backplane,
+- two relay processes on the ``redis`` backplane, which the members join in
+  turn (the creator and every other joiner through the first).
+
+Every relay runs in a process of its own (``benchmarks.relay_server``), the
+load generator in another (``benchmarks.relay_load``), and Redis in a
+``redis-server`` of its own, all on 127.0.0.1. Latencies run from the send to
+each receiver's read.
+
+Redis comes from ``ROUPN_REDIS_URL`` when it is set. Otherwise the family starts
 ``redis-server`` from the PATH on a free port, in a temporary folder, and stops
 it afterwards. Without either, the family is skipped.
 """

@@ -2,8 +2,8 @@
 
 A backplane decides whether a room lives in one relay process (``memory``) or is
 shared by several relay processes (``redis``). The :class:`ServerConnector
-<roupn.server.ServerConnector>` asks its backplane for the room state machine it
-drives (:meth:`Backplane.create_state`) and, while it serves, for a
+<roupn.server.ServerConnector>` gets the room state machine it drives from its
+backplane (:meth:`Backplane.create_state`) and, while it serves, for a
 :class:`RoomLink` that creates and joins rooms. Everything else (routing frames,
 leaving, expiry) goes through the state machine's synchronous methods, so a
 backplane that needs I/O for them queues it inside its state and performs it in
@@ -45,7 +45,7 @@ ObserveLatency = Callable[[float], None]
 
 @dataclass(frozen=True, slots=True)
 class BackplaneOptions:
-    """The options of a backplane; each backplane reads the ones it needs.
+    """The options of a backplane, of which each backplane reads the ones it needs.
 
     Args:
         name: the registered backplane name: ``memory`` or ``redis``.
@@ -107,7 +107,7 @@ class BackplaneOptions:
 class RoomLink(Protocol):
     """A running backplane: creates and joins rooms for one relay process."""
 
-    # Waits while the backplane has too much queued output; None when it never does.
+    # Waits while the backplane has too much queued output, or None if it never does.
     wait_writable: Callable[[], Awaitable[None]] | None
 
     async def create_room(self, limit: int | None) -> RoomTicket:
@@ -122,7 +122,7 @@ class RoomLink(Protocol):
     async def join(
         self, room_code: str | None, creator_secret: str | None, admit: AdmitUser
     ) -> tuple[str, list[Action]] | JoinRefused:
-        """Admit a socket to a room; return its user id and the actions to run.
+        """Admit a socket to a room and return its user id and the actions to run.
 
         ``admit`` is called with the user id before any frame for that user is
         produced. A refused join returns how to close the socket instead.
@@ -131,7 +131,7 @@ class RoomLink(Protocol):
 
 
 class Backplane(Protocol):
-    """A registered backplane; the registry makes it with no arguments."""
+    """A registered backplane, which the registry creates with no arguments."""
 
     name: ClassVar[str]
 
@@ -148,7 +148,7 @@ class Backplane(Protocol):
         run: RunActions,
         observe_latency: ObserveLatency | None = None,
     ) -> AbstractAsyncContextManager[RoomLink]:
-        """Start serving ``state``'s rooms; the link works while the block runs.
+        """Start serving ``state``'s rooms, with the link working while the block runs.
 
         ``observe_latency``, when given, is called with the duration of each
         operation on the backplane's store, such as a pipeline of commands.

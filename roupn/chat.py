@@ -457,7 +457,7 @@ class ChatSession:
             await self._read_input(client)
 
     async def _enter(self, client: ClientConnector) -> bool:
-        """Create or join the room; on failure, end the chat and return False."""
+        """Create or join the room, or end the chat and return False on failure."""
         public_data = {"name": self.options.name}
         code = self.options.room_code
         try:
@@ -605,7 +605,7 @@ class ChatSession:
             self.say(f"connecting to the relay at {url}")
         elif state is ConnectionState.PENDING_VERIFICATION:
             self.say(
-                f"joined room {client.room_code}; exchanging keys with its creator"
+                f"joined room {client.room_code}, exchanging keys with its creator"
             )
         elif state is ConnectionState.CONNECTED and client.is_creator:
             self.say(
@@ -638,7 +638,7 @@ class ChatSession:
     def _on_user_join(self, user_id: str) -> None:
         client = self._client
         if client is not None and client.is_creator:
-            self.say(f"a joiner connected ({short_id(user_id)}); exchanging keys")
+            self.say(f"a joiner connected ({short_id(user_id)}), exchanging keys")
         else:
             self.say(f"someone is joining ({short_id(user_id)})")
 

@@ -166,7 +166,7 @@ def _add_backplane_options(serve: argparse.ArgumentParser) -> None:
         "--backplane",
         default=defaults.name,
         help="where rooms live, by backplane name: memory (this process) or "
-        "redis (shared by every relay on the same Redis; asyncio only) "
+        "redis (shared by every relay on the same Redis, asyncio only) "
         f"(default: {defaults.name})",
     )
     group.add_argument(
@@ -177,8 +177,8 @@ def _add_backplane_options(serve: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--backplane-prefix",
         default=defaults.key_prefix,
-        help="prefix of the backplane's Redis keys and channels; relays share "
-        f"rooms only with the same prefix (default: {defaults.key_prefix})",
+        help="prefix of the backplane's Redis keys and channels. Relays share "
+        f"rooms only if their prefixes match (default: {defaults.key_prefix})",
     )
     group.add_argument(
         "--heartbeat-interval",
@@ -243,7 +243,7 @@ def _add_operations_options(serve: argparse.ArgumentParser) -> None:
         type=_port,
         metavar="PORT",
         help="serve /metrics on this port instead of the relay's port, with "
-        "/healthz too; worker N of --workers uses this port plus N",
+        "/healthz too. Worker N of --workers uses this port plus N",
     )
     operations.add_argument(
         "--metrics-host",
@@ -318,7 +318,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_MAX_SEND_BUFFER,
         metavar="BYTES",
-        help="bytes the relay may hold for a member that reads too slowly; a "
+        help="bytes the relay may buffer for a member that reads too slowly. A "
         "member further behind is closed with 1013 too_slow "
         f"(default: {DEFAULT_MAX_SEND_BUFFER})",
     )
@@ -495,7 +495,7 @@ def _uvloop_installed() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line and return the exit status."""
     parser = _build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
@@ -559,8 +559,8 @@ def _describe_error(error: BaseException, args: argparse.Namespace) -> str:
             if metrics_port:
                 ports += f" or metrics port {metrics_port}"
             return (
-                f"cannot listen on {host} {ports}: the address is already in use; "
-                "stop the server using it or choose another port"
+                f"cannot listen on {host} {ports}: the address is already in use. "
+                "Stop the server using it or choose another port"
             )
     return str(error)
 

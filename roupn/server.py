@@ -546,7 +546,7 @@ class ServerConnector(EventEmitter):
     def create_room(self, limit: int | None = None) -> RoomTicket:
         """Make a room; return the creator's secret and id and the room code.
 
-        Only the ``memory`` backplane creates rooms without waiting; use
+        Only the ``memory`` backplane creates rooms without waiting. Use
         :meth:`create_room_async` with any backplane.
 
         Raises:
@@ -558,7 +558,7 @@ class ServerConnector(EventEmitter):
         return ticket
 
     async def create_room_async(self, limit: int | None = None) -> RoomTicket:
-        """Make a room through the backplane; return the creator's ticket.
+        """Create a room through the backplane and return the creator's ticket.
 
         Raises:
             RoomLimitError: the relay (or the cluster) already has ``max_rooms``
@@ -680,7 +680,7 @@ class ServerConnector(EventEmitter):
                 return
 
     def _handle(self, user_id: str, message: str | bytes) -> bool:
-        """Route one frame; return False if its sender must stop being read."""
+        """Route one frame, and return False if its sender must stop being read."""
         self.metrics.frame_received(len(message))
         try:
             actions = self.state.receive(user_id, message)

@@ -67,7 +67,7 @@ class PublishFrame:
     """Publish a stamped frame to a room.
 
     ``receiver`` is the user of a direct frame, or None for every verified member
-    but ``sender``; ``sender`` is None for a control message of the relay itself.
+    but ``sender``. ``sender`` is None for a control message of the relay itself.
     """
 
     room_code: str
@@ -87,7 +87,7 @@ class VerifyUser:
 
 @dataclass(frozen=True, slots=True)
 class RemoveMember:
-    """Remove a member; removing the creator removes the whole room."""
+    """Remove a member. Removing the creator removes the whole room."""
 
     room_code: str
     user_id: str
@@ -261,7 +261,7 @@ class SharedRelayState(RelayState):
         return [user_id for user_id in room.members if user_id in self.local]
 
     def apply(self, room_code: str, event: Event) -> list[Action]:
-        """Apply one event of a room's channel to its replica; return the actions.
+        """Apply one event of a room's channel to its replica and return the actions.
 
         An event older than the replica is skipped. A lost state event, seen as a
         version gap, makes the replica untrustworthy: its local members are
@@ -299,7 +299,7 @@ class SharedRelayState(RelayState):
             actions = self._remove_room(room_code, event.reason)
             self._drop_local()
             return actions
-        logger.warning("= unknown event kind %r in a room channel; ignored", event.kind)
+        logger.warning("= unknown event kind %r in a room channel, ignored", event.kind)
         return []
 
     def _deliver_frame(self, room: Room, event: Event) -> list[Action]:
@@ -328,7 +328,7 @@ class SharedRelayState(RelayState):
         self.local.difference_update(gone)
 
     def resync(self, room_code: str) -> list[Action]:
-        """Give up a replica that may have missed events; close its local members.
+        """Drop a replica that may have missed events and close its local members.
 
         Each local member is closed with 1011 ``relay_resync`` and asked to
         leave, and the replica is dropped.
@@ -360,7 +360,7 @@ class SharedRelayState(RelayState):
         """Raise: shared rooms are created in the shared store.
 
         Raises:
-            RoomError: always; use ``await ServerConnector.create_room_async()``.
+            RoomError: always. Use ``await ServerConnector.create_room_async()``.
         """
         raise RoomError(
             "rooms shared through a backplane are created in its store: use "
@@ -380,7 +380,7 @@ class SharedRelayState(RelayState):
     def leave(
         self, user_id: str, reason: str = "left", code: int = 1000
     ) -> list[Action]:
-        """Ask the cluster to remove a member; close its socket now if it is local.
+        """Ask the cluster to remove a member, and close its socket now if it is local.
 
         The member stays in the replica until the ``left`` event comes back.
         """
@@ -412,7 +412,9 @@ class SharedRelayState(RelayState):
         for room in list(self.rooms.values()):
             for user_id, since in list(room.pending_since.items()):
                 if since <= deadline and user_id in self.local:
-                    logger.info("= user %s was not verified in time; removing", user_id)
+                    logger.info(
+                        "= user %s was not verified in time, removing it", user_id
+                    )
                     actions.extend(
                         self.leave(user_id, "verification_timeout", POLICY_VIOLATION)
                     )
@@ -430,7 +432,7 @@ class SharedRelayState(RelayState):
             return self._refuse(sender, "invalid_frame")
         if receiver not in room.members:
             logger.debug(
-                "< direct frame from %s to a user not in the room; dropped", sender
+                "< direct frame from %s to a user not in the room, dropped", sender
             )
             return []
         self._queue(PublishFrame(room.code, sender, receiver, self._forwarded(text)))
@@ -438,7 +440,7 @@ class SharedRelayState(RelayState):
 
     def _route_room(self, room: Room, sender: str, text: str | bytes) -> list[Action]:
         if not room.members.get(sender):
-            logger.warning("< room frame from unverified user %s; dropped", sender)
+            logger.warning("< room frame from unverified user %s, dropped", sender)
             return []
         self._queue(PublishFrame(room.code, sender, None, self._forwarded(text)))
         return []
@@ -455,7 +457,7 @@ class SharedRelayState(RelayState):
         """Publish a control message from the relay to every verified user.
 
         Raises:
-            RoomNotFoundError: this process holds no room with this code.
+            RoomNotFoundError: this process has no room with this code.
         """
         self._require(room_code)
         self._queue(PublishFrame(room_code, None, None, self._control_frame(message)))
@@ -467,7 +469,7 @@ class SharedRelayState(RelayState):
         """Publish a control message from the relay to one user of a room.
 
         Raises:
-            RoomNotFoundError: this process holds no room with this code, or the
+            RoomNotFoundError: this process has no room with this code, or the
                 user is not in it.
         """
         room = self._require(room_code)

@@ -39,8 +39,8 @@ PHASE_TIMEOUT = 300.0
 MAX_CONCURRENT_JOINS = 20
 PAYLOAD_SIZE = 200
 
-# websockets 15 and later read proxy settings from the environment unless told
-# not to. Earlier releases have no proxy option and use no proxy.
+# websockets 15 and later read proxy settings from the environment unless
+# proxy=None is passed. Earlier releases have no proxy option and use no proxy.
 NO_PROXY: dict[str, Any] = (
     {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
 )

@@ -281,7 +281,7 @@ async def test_idle_socket_closed() -> None:
         ticket = relay.create_room()
         async with AsyncExitStack() as stack:
             creator, _ = await join_raw(stack, relay, creator_url(relay, ticket))
-            # A socket answers pings only while a task waits in receive(), so
+            # A socket replies to pings only while a task waits in receive(), so
             # this one stays silent until the relay removes it.
             await relay_events.wait_for("on_room_remove")
             closed = await close_of(creator)
@@ -292,7 +292,7 @@ async def test_idle_socket_closed() -> None:
 
 async def test_listening_socket_kept_by_pongs() -> None:
     # The relay pings after half the timeout, so the client has the other half,
-    # 0.5 s, to answer even on a busy machine.
+    # 0.5 s, to reply even on a busy machine.
     async with running_relay(idle_timeout=1.0) as relay:
         ticket = relay.create_room()
         async with AsyncExitStack() as stack:

@@ -261,9 +261,9 @@ async def test_killed_relay_members_leave(relays: tuple[Relay, Relay]) -> None:
 
         killed_at = time.monotonic()
         second.kill()
-        # The survivors notice after the node timeout and a heartbeat check; the
-        # bound leaves room for a busy machine, while a relay that never noticed
-        # would fail it.
+        # The survivors notice after the node timeout and a heartbeat check. The
+        # bound leaves room for a busy machine, but a relay that never notices
+        # still fails it.
         await alice_events.wait_for("on_user_leave", lambda user: user == bob_id)
         await carol_events.wait_for("on_user_leave", lambda user: user == bob_id)
         elapsed = time.monotonic() - killed_at

@@ -423,7 +423,7 @@ async def test_dead_node_members_removed(redis_url: str, prefix: str) -> None:
         left = [m for m in survivor.sent_to(creator) if m["type"] == "_UL"]
         assert [m["userId"] for m in left] == [joiner]
         assert survivor.state.rooms[code].members == {creator: True}
-        # The reaper forgets the dead node once it removed every member.
+        # The reaper deregisters the dead node once it removed every member.
         client = survivor.link.client
         with anyio.fail_after(5):
             while await client.sismember(f"{prefix}:nodes", doomed.state.node_id):  # noqa: ASYNC110
@@ -449,7 +449,7 @@ async def test_lost_heartbeat_closes_members(redis_url: str, prefix: str) -> Non
 
 
 async def test_flushed_scripts_reloaded(redis_url: str, prefix: str) -> None:
-    # Redis forgets loaded scripts when it restarts or runs SCRIPT FLUSH.
+    # Redis drops loaded scripts when it restarts or runs SCRIPT FLUSH.
     async with open_node(redis_url, prefix) as node:
         await node.link.client.script_flush()
         ticket = await node.link.create_room(None)

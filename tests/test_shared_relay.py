@@ -88,7 +88,9 @@ def test_join_event_admits_and_announces() -> None:
     to = sends(actions)
     joined = json.loads(b64decode(split_segments(str(to[JOINER]))["S"]))
     assert joined["users"] == [CREATOR, REMOTE, JOINER]
-    assert JOINER in to and CREATOR in to and REMOTE in to
+    assert JOINER in to
+    assert CREATOR in to
+    assert REMOTE in to
     assert Notice("on_user_join", (CODE, JOINER)) in actions
     assert state.rooms[CODE].pending_since[JOINER] == 999.0
     state.end_join(JOINER, admitted=True)

@@ -66,7 +66,7 @@ class RedisBackplane:
             client = redis.asyncio.Redis.from_url(options.url, decode_responses=False)
         except ValueError as exc:
             raise BackplaneError(
-                f"invalid Redis URL {options.url!r}: {exc}; use a URL such as "
+                f"invalid Redis URL {options.url!r}: {exc}. Use a URL such as "
                 "redis://127.0.0.1:6379/0"
             ) from None
         try:

@@ -175,9 +175,9 @@ class CommandWriter:
     async def _retry(self, command: Command, error: Exception) -> None:
         """Run a failed command again once, after loading the scripts again.
 
-        Redis forgets the scripts when it restarts or runs SCRIPT FLUSH.
+        Redis drops the scripts when it restarts or runs SCRIPT FLUSH.
         """
-        logger.warning("= Redis command failed (%s); retrying once", error)
+        logger.warning("= Redis command failed, retrying once: %s", error)
         await self.load_scripts()
         pipe = self.client.pipeline(transaction=False)
         self.queue(pipe, command)

@@ -81,7 +81,7 @@ class FailureLog:
             return
         self.failing = True
         self.logger.error(
-            "= %s failed: %s; retrying, and logging again when it works",
+            "= %s failed, retrying and logging again when it works: %s",
             self.action,
             error,
         )

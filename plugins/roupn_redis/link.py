@@ -55,8 +55,8 @@ logger = logging.getLogger(__name__)
 # Attempts at a free room code or user id before giving up.
 ATTEMPTS = 8
 
-# The characters and maximum length of a room code; any other code is not found,
-# without a request to Redis.
+# The characters and maximum length of a room code. Any other code is reported as
+# not found without a request to Redis.
 CODE_CHARACTERS = frozenset(CODE_ALPHABET)
 MAX_CODE_LENGTH = 64
 
@@ -145,7 +145,7 @@ class RedisRoomLink:
             ) from exc
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Start the link's tasks in ``task_group``; call :meth:`prepare` first."""
+        """Start the link's tasks in ``task_group``, after :meth:`prepare`."""
         self._task_group = task_group
         task_group.start_soon(self._listen)
         task_group.start_soon(self.writer.run)
@@ -168,7 +168,7 @@ class RedisRoomLink:
         logger.info("= relay node %s left the Redis backplane", self.node_id)
 
     async def _eval(self, name: str, keys: list[str], *args: Any) -> Any:
-        """Run one of the scripts, loading them again if Redis forgot them."""
+        """Run one of the scripts, loading them again if Redis dropped them."""
         started = time.perf_counter()
         try:
             reply = await self.client.evalsha(
@@ -223,11 +223,11 @@ class RedisRoomLink:
             if result == "room_limit":
                 logger.warning("= room rejected: the cluster has its maximum of rooms")
                 raise RoomLimitError(
-                    f"the relay already has its maximum of {state.max_rooms} rooms; "
+                    f"the relay already has its maximum of {state.max_rooms} rooms: "
                     "try again later"
                 )
         raise BackplaneError(
-            f"no free room code found in {ATTEMPTS} attempts; raise the room code "
+            f"no free room code found in {ATTEMPTS} attempts: raise the room code "
             "length or remove rooms"
         )
 
@@ -449,7 +449,7 @@ class RedisRoomLink:
         if room_code in self.state.rooms:
             self.run(self.state.resync(room_code))
         watch = self._watches.pop(room_code)
-        # Wake the joins that wait for this room; they find it gone.
+        # Wake the joins that wait for this room, so they find it removed.
         watch.subscribed.set()
         watch.ready.set()
         assert self._task_group is not None

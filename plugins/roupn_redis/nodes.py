@@ -62,7 +62,7 @@ class NodeMonitor:
         self._reaper_failures = FailureLog(logger, "looking for dead relay processes")
 
     async def beat(self, renew: bool = False) -> bool:
-        """Set this node's heartbeat key; with ``renew``, only if it still exists.
+        """Set this node's heartbeat key, or with ``renew`` only if it still exists.
 
         Returns False when ``renew`` found the key gone.
         """

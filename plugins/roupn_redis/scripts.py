@@ -1,7 +1,7 @@
 """The Lua scripts that change rooms in Redis, each atomically with its event.
 
 Each script that changes a room raises the room's ``version`` by one and publishes
-the event on the room's channel in the same step, so every subscriber sees the
+the event on the room's channel in the same step, so every subscriber receives the
 changes in the order Redis made them.
 
 Keys, under a prefix ``P``:

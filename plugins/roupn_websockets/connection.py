@@ -47,7 +47,7 @@ class WebsocketConnection:
     """One open WebSocket, client or server side, carrying text and binary messages.
 
     Only :meth:`receive` and :meth:`close` read from the stream, so the protocol
-    replies to pings, records pongs and sees a peer's close frame only while a task
+    replies to pings, records pongs and reads a peer's close frame only while a task
     waits in one of them. Both sides of the protocol use this class.
 
     A server connection without extensions is an
@@ -92,8 +92,8 @@ class WebsocketConnection:
     def last_activity(self) -> float:
         """The ``time.monotonic()`` value when the last frame of any kind arrived.
 
-        Pings, pongs and close frames count, as do messages. The time of the
-        opening handshake stands in until the first frame arrives.
+        Pings, pongs and close frames count, as do messages. Until the first
+        frame arrives, it is the time of the opening handshake.
         """
         return self._last_activity
 
