@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .events import EventEmitter
+from .messages import ConnectionState
 
-__all__ = ["EventRecorder"]
+if TYPE_CHECKING:
+    from .client import ClientConnector
+
+__all__ = ["EventRecorder", "admit", "connected", "disconnected"]
+
+
+def connected(state: ConnectionState) -> bool:
+    """Return whether an ``on_connection`` state is ``CONNECTED``."""
+    return state is ConnectionState.CONNECTED
+
+
+def disconnected(state: ConnectionState) -> bool:
+    """Return whether an ``on_connection`` state is ``DISCONNECTED``."""
+    return state is ConnectionState.DISCONNECTED
 
 
 class EventRecorder:
@@ -64,3 +78,22 @@ class EventRecorder:
                 self._changed = anyio.Event()
                 await self._changed.wait()
         return self.of(event)
+
+
+async def admit(
+    creator: ClientConnector,
+    creator_events: EventRecorder,
+    joiner: ClientConnector,
+    joiner_events: EventRecorder,
+) -> None:
+    """Verify a joiner as a person would: read the joiner's code to the creator.
+
+    Returns once the joiner is ``CONNECTED``.
+    """
+    (shown,) = await joiner_events.wait_for("on_user_verification_code")
+    assert joiner.user_id is not None
+    await creator_events.wait_for(
+        "on_user_verification_code", lambda event: event["userId"] == joiner.user_id
+    )
+    assert await creator.verify_user(joiner.user_id, shown["code"])
+    await joiner_events.wait_for("on_connection", connected)

@@ -23,9 +23,9 @@ import pytest
 from conftest import free_port, start_redis_server
 
 import roupn
-from roupn import ConnectionState, Settings
+from roupn import Settings
 from roupn.frames import decode_text
-from roupn.testing import EventRecorder
+from roupn.testing import EventRecorder, admit, disconnected
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("quick_keys")]
 
@@ -113,30 +113,6 @@ def relays(redis_url: str, tmp_path: Path) -> Iterator[tuple[Relay, Relay]]:
         for relay in (first, second):
             text = relay.log.read_text(encoding="utf-8", errors="replace")
             assert "Traceback" not in text, text[-3000:]
-
-
-def connected(state: ConnectionState) -> bool:
-    return state is ConnectionState.CONNECTED
-
-
-def disconnected(state: ConnectionState) -> bool:
-    return state is ConnectionState.DISCONNECTED
-
-
-async def admit(
-    creator: roupn.ClientConnector,
-    creator_events: EventRecorder,
-    joiner: roupn.ClientConnector,
-    joiner_events: EventRecorder,
-) -> None:
-    """Read the joiner's verification code to the creator, as a person would."""
-    (shown,) = await joiner_events.wait_for("on_user_verification_code")
-    assert joiner.user_id is not None
-    await creator_events.wait_for(
-        "on_user_verification_code", lambda event: event["userId"] == joiner.user_id
-    )
-    assert await creator.verify_user(joiner.user_id, shown["code"])
-    await joiner_events.wait_for("on_connection", connected)
 
 
 async def test_room_spread_over_two_relays(relays: tuple[Relay, Relay]) -> None:

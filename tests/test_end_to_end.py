@@ -15,7 +15,7 @@ import roupn
 from roupn import ConnectionState, Settings
 from roupn.errors import ConnectionClosedError, RoomNotFoundError
 from roupn.frames import Frame, decode_binary, decode_text, encode_binary, encode_text
-from roupn.testing import EventRecorder
+from roupn.testing import EventRecorder, admit, disconnected
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("quick_keys")]
 
@@ -44,30 +44,6 @@ async def relay(settings: Settings) -> AsyncIterator[roupn.ServerConnector]:
         host="127.0.0.1", port=0, settings=settings
     ) as server:
         yield server
-
-
-def connected(state: ConnectionState) -> bool:
-    return state is ConnectionState.CONNECTED
-
-
-def disconnected(state: ConnectionState) -> bool:
-    return state is ConnectionState.DISCONNECTED
-
-
-async def admit(
-    creator: roupn.ClientConnector,
-    creator_events: EventRecorder,
-    joiner: roupn.ClientConnector,
-    joiner_events: EventRecorder,
-) -> None:
-    """Run the verification a person would do: read the joiner's code to the creator."""
-    (shown,) = await joiner_events.wait_for("on_user_verification_code")
-    assert joiner.user_id is not None
-    await creator_events.wait_for(
-        "on_user_verification_code", lambda event: event["userId"] == joiner.user_id
-    )
-    assert await creator.verify_user(joiner.user_id, shown["code"])
-    await joiner_events.wait_for("on_connection", connected)
 
 
 async def test_whole_session(relay: roupn.ServerConnector, settings: Settings) -> None:
