@@ -393,7 +393,7 @@ class ClientConnector(EventEmitter):
                 if exc.code == 1006:
                     message = f"cannot join the room: {reason}"
                 else:
-                    message = f"the relay refused to join the room: {reason}"
+                    message = f"the relay rejected the join: {reason}"
                 failure.append(error_type(message))
             elif exc.code not in (1000, 1001):
                 self.emit("on_error", exc)

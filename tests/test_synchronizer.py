@@ -368,7 +368,7 @@ def has_all_edits(state: dict[str, Any]) -> bool:
 
 
 def test_reply_ordered_after_update_from_future() -> None:
-    """An update built on another one sorts after it, whatever the two clocks say."""
+    """An update built on another one sorts after it, whatever the two clocks read."""
     strategy = Settings().load_diff_strategy()
     ahead = SharedDocument(strategy, {"status": "draft"})
     behind = SharedDocument(strategy, {"status": "draft"})

@@ -13,8 +13,9 @@ Keys, under a prefix ``P``:
 - ``P:rooms``: sorted set of room codes, scored by the time an unclaimed room
   expires, or ``inf`` once its creator joined.
 - ``P:node:NODE``: a relay process's heartbeat, which expires after the node
-  timeout; ``P:node:NODE:members`` is the set of ``"CODE USER"`` it serves, and
-  ``P:nodes`` the set of every node id.
+  timeout.
+- ``P:node:NODE:members``: set of the ``"CODE USER"`` pairs that process serves.
+- ``P:nodes``: set of every node id.
 
 NOTE: the scripts build the key of a member's node set from the prefix rather
 than receive it in KEYS, which a Redis Cluster would reject. One Redis server
